@@ -1,0 +1,1 @@
+//! Config model and validation, membership, quorum, fencing, admin API.

@@ -1,0 +1,1 @@
+//! User-space L4/L7 balancing, algorithms, health checks, draining.
