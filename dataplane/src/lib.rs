@@ -1,1 +1,4 @@
 //! User-space L4/L7 balancing, algorithms, health checks, draining.
+
+pub mod balance;
+pub mod maglev;
