@@ -3,3 +3,4 @@
 pub mod balance;
 pub mod health;
 pub mod maglev;
+pub mod proxy_protocol;
