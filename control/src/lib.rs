@@ -1,1 +1,3 @@
 //! Config model and validation, membership, quorum, fencing, admin API.
+
+pub mod config;
