@@ -173,8 +173,12 @@ pub fn clean_stale() {
             match owner_pid(&name) {
                 Some(pid) if !pid_alive(pid) => {
                     tracing::info!(netns = %name, pid, "removing stale namespace of a dead test process");
+                    // Another lab starting concurrently may have removed it
+                    // first; only a namespace that is still there is a problem.
                     if let Err(e) = destroy_netns(&name) {
-                        eprintln!("testsupport: cannot remove stale namespace {name}: {e}");
+                        if Path::new(NETNS_DIR).join(&name).exists() {
+                            eprintln!("testsupport: cannot remove stale namespace {name}: {e}");
+                        }
                     }
                 }
                 _ => {}
