@@ -138,12 +138,17 @@ impl<T: SkipValue, E> SkipValue for Result<T, E> {
 
 /// Return early from a test unless running as root.
 ///
-/// ```ignore
-/// #[test]
-/// fn two_nodes() {
-///     testsupport::require_root!();            // reason: "network namespaces"
-///     // testsupport::require_root!("raw sockets");
+/// ```
+/// fn plain_test() {
+///     testsupport::require_root!(); // reason: "network namespaces"
+///     // ... only reached as root ...
 /// }
+/// fn result_test() -> Result<(), testsupport::Error> {
+///     testsupport::require_root!("raw sockets");
+///     Ok(())
+/// }
+/// plain_test();
+/// assert!(result_test().is_ok());
 /// ```
 /// Works in tests returning `()` and `Result<(), E>`.
 #[macro_export]
@@ -161,8 +166,12 @@ macro_rules! require_root {
 /// Return early from a test unless each named program is installed
 /// (same CI semantics as [`require_root!`](macro@crate::require_root)).
 ///
-/// ```ignore
-/// testsupport::require_tool!("keepalived", "tcpdump");
+/// ```
+/// fn uses_tools() {
+///     testsupport::require_tool!("sh", "ip");
+///     // ... only reached when both are installed ...
+/// }
+/// uses_tools();
 /// ```
 #[macro_export]
 macro_rules! require_tool {

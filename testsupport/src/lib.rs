@@ -1,11 +1,12 @@
 //! Network-namespace test harness for halb's end-to-end tests.
 //!
-//! ```ignore
+//! ```no_run
 //! use std::time::Duration;
-//! use testsupport::{Lab, Segment};
+//! use testsupport::Lab;
 //!
-//! #[test]
-//! fn failover() -> Result<(), testsupport::Error> {
+//! // In a test under the workspace root's tests/, `halb_bin` is
+//! // `env!("CARGO_BIN_EXE_halb")`.
+//! fn failover(halb_bin: &str) -> Result<(), testsupport::Error> {
 //!     testsupport::require_root!();            // SKIP (or fail under CI=true)
 //!     testsupport::require_tool!("keepalived");
 //!     let lab = Lab::new("failover")?;         // names: hl<pid>-<n>-failover-*
@@ -14,7 +15,7 @@
 //!     let port1 = lab.attach(&lb1, "eth0", &sw)?;
 //!     lb1.add_addr("eth0", "10.0.0.1/24")?;
 //!     let halb = lb1
-//!         .command(env!("CARGO_BIN_EXE_halb"))  // the binary under test
+//!         .command(halb_bin)
 //!         .args(["run", "-c", "/path/to/halb.toml"])
 //!         .spawn()?;                           // killed on drop
 //!     halb.wait_for_output("MASTER", Duration::from_secs(10))?;
@@ -44,7 +45,7 @@
 //! [`Netns::run`] runs a closure on a thread that entered the namespace;
 //! [`Netns::wait_port`] builds on it. With the `tokio` feature (default),
 //! [`Netns::block_on`] and [`Netns::tokio_runtime`] do the same for async
-//! code (see the `rt` module docs).
+//! code (see [`rt`]).
 
 mod capture;
 mod error;
@@ -54,7 +55,7 @@ mod lab;
 pub mod pcap;
 mod process;
 #[cfg(feature = "tokio")]
-mod rt;
+pub mod rt;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -100,16 +101,28 @@ pub fn shared_testdata() -> Result<PathBuf> {
     }
 }
 
-/// Poll `check` every `interval` until it returns `Some`, for at most
+/// Poll `check` every `interval` until it returns `Ok(Ok(value))`, for at most
 /// `timeout`; [`Error::Timeout`] names `what` and the last `Debug` of the
-/// state passed to `Err` by `check` (use it to say what was seen instead).
+/// state `check` returned as `Ok(Err(seen))` (use it to say what was seen).
+/// An `Err` from `check` itself ends the wait at once.
 ///
-/// ```ignore
-/// let mac = testsupport::wait_until("ARP entry for 10.0.0.2", Duration::from_secs(5),
-///     Duration::from_millis(50), || {
-///         let n = ns.neigh("eth0")?;
-///         Ok(n.iter().find(|e| e.addr == ip).and_then(|e| e.mac).ok_or(n))
-///     })?;
+/// ```no_run
+/// # use std::time::Duration;
+/// # fn demo(ns: &testsupport::Netns) -> Result<(), testsupport::Error> {
+/// let ip: std::net::IpAddr = "10.0.0.2".parse().expect("literal");
+/// let mac = testsupport::wait_until(
+///     "ARP entry for 10.0.0.2",
+///     Duration::from_secs(5),
+///     Duration::from_millis(50),
+///     || {
+///         let table = ns.neigh("eth0")?;
+///         let found = table.iter().find(|e| e.addr == ip).and_then(|e| e.mac);
+///         Ok(found.ok_or(table))
+///     },
+/// )?;
+/// # let _ = mac;
+/// # Ok(())
+/// # }
 /// ```
 pub fn wait_until<T, S: std::fmt::Debug>(
     what: &str,

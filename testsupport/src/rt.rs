@@ -10,18 +10,16 @@
 //!   `tokio::task::JoinHandle` that an async test (running in the host
 //!   namespace on its own runtime) can `.await`.
 //!
-//! ```ignore
-//! #[tokio::test]
-//! async fn backend_in_namespace() -> Result<(), testsupport::Error> {
-//!     testsupport::require_root!();
-//!     let lab = testsupport::Lab::new("backend")?;
+//! ```no_run
+//! async fn backend_in_namespace(lab: &testsupport::Lab) -> Result<(), Box<dyn std::error::Error>> {
 //!     let server = lab.netns("srv")?;
 //!     let rt = server.tokio_runtime()?;
+//!     // Bound inside `srv`, awaited from the test's own runtime.
 //!     let listener = rt
 //!         .spawn(async { tokio::net::TcpListener::bind("127.0.0.1:8080").await })
-//!         .await
-//!         .expect("task ran")?;
-//!     // `listener` is bound inside `srv`; keep using it from tasks on `rt`.
+//!         .await??;
+//!     // Keep using `listener` from tasks spawned on `rt`.
+//!     rt.spawn(async move { listener.accept().await });
 //!     Ok(())
 //! }
 //! ```
