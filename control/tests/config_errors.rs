@@ -952,3 +952,87 @@ fn unreadable_file_is_one_error_naming_the_file() {
     );
     assert_eq!(err.to_string(), format!("{}: {}", e.file, e.message));
 }
+
+// ---------------------------------------------------------------- odd shapes
+
+#[test]
+fn empty_file() {
+    check("", &[(1, 1, "missing required table [node]")]);
+}
+
+#[test]
+fn integer_too_large_and_datetime_for_string() {
+    check(
+        "[node]\nname = 1979-05-27\nworker_threads = 99999999999999999999\n",
+        &[
+            (2, 8, "name must be a string, got datetime 1979-05-27"),
+            (
+                3,
+                18,
+                "worker_threads is out of range, got 99999999999999999999",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn fence_device_of_wrong_shape() {
+    check(
+        "[node]\nname = \"lb1\"\n[cluster]\nnodes = [{ name = \"lb1\", addresses = [\"10.0.0.1\"] }]\nauth_key_file = \"/k\"\nfence_device = 5\n",
+        &[(
+            6,
+            16,
+            "cluster.fence_device must be an array of tables ([[cluster.fence_device]]), got 5",
+        )],
+    );
+}
+
+#[test]
+fn unknown_key_in_hash_key_table() {
+    check(
+        &with_node(
+            "[[backend]]\nname = \"b\"\nalgorithm = \"maglev\"\nhash_key = { header = \"X\", foo = 1 }\nservers = [{ name = \"a\", address = \"127.0.0.1:1\" }]\n",
+        ),
+        &[(
+            6,
+            28,
+            "unknown key 'hash_key.foo', expected one of: header, cookie",
+        )],
+    );
+}
+
+#[test]
+fn errors_under_a_sub_table_header() {
+    check(
+        &with_node(
+            "[[frontend]]\nname = \"f\"\n[frontend.timeouts]\nconnect = 3\nfoo = 1\n",
+        ),
+        &[
+            (3, 1, "missing required key 'bind'"),
+            (3, 1, "missing required key 'backend'"),
+            (
+                6,
+                11,
+                "timeouts.connect must be a duration string such as \"10ms\" or \"1s\", got 3",
+            ),
+            (
+                7,
+                1,
+                "unknown key 'timeouts.foo', expected one of: client_header, client_idle, connect, server, udp_idle",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn array_element_that_is_not_a_table() {
+    check(
+        &with_node(
+            "[[backend]]\nname = \"b\"\nservers = [{ name = \"a\", address = \"127.0.0.1:1\", weight = -1.5 }, 7]\n",
+        ),
+        &[
+            (5, 60, "servers[0].weight must be an integer, got -1.5"),
+            (5, 68, "servers[1] must be a table, got 7"),
+        ],
+    );
+}

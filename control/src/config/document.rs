@@ -107,7 +107,7 @@ fn cluster_section(value: &Spanned<DeValue<'_>>, c: &mut Collector<'_>) -> Optio
     if let DeValue::Table(table) = value.get_ref() {
         for (k, v) in table.iter() {
             if k.get_ref() == "fence_device" {
-                fence_devices = array_items(v, "fence_device", c);
+                fence_devices = array_items(v, "cluster.fence_device", c);
             }
         }
     }
@@ -356,11 +356,13 @@ fn translate(message: &str, item: &Spanned<DeValue<'_>>, at: &Range<usize>) -> S
     for prefix in ["invalid type: ", "invalid value: "] {
         if let Some(rest) = message.strip_prefix(prefix) {
             if let Some((unexpected, expected)) = rest.rsplit_once(", expected ") {
+                let expected = expected_in_words(expected);
+                if let (Some(v @ DeValue::Integer(_)), "an integer") = (value, expected.as_str()) {
+                    // An integer was wanted and given, but it does not fit in 64 bits.
+                    return format!("{subject} is out of range, got {}", describe(v));
+                }
                 let got = value.map(describe).unwrap_or_else(|| unexpected.to_owned());
-                return format!(
-                    "{subject} must be {}, got {got}",
-                    expected_in_words(expected)
-                );
+                return format!("{subject} must be {expected}, got {got}");
             }
         }
     }

@@ -226,8 +226,8 @@ pub struct VrrpConfig {
     pub use_vmac: bool,
     /// `v3_checksum` (default `"pseudo-header"`): see [`V3Checksum`].
     pub v3_checksum: V3Checksum,
-    /// `sync_group` (optional): instances with the same sync group change
-    /// state together (one faults, all go backup).
+    /// `sync_group` (optional, `[A-Za-z0-9._-]`): instances with the same
+    /// sync group change state together (one faults, all go backup).
     pub sync_group: Option<String>,
 }
 
