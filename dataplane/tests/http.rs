@@ -1,0 +1,338 @@
+//! HTTP frontends end to end with in-process servers.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use dataplane::{Runtime, ServerState};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn http_config(servers: &[(&str, std::net::SocketAddr)], extra_backend: &str, extra_frontend: &str) -> String {
+    let list: Vec<String> = servers
+        .iter()
+        .map(|(n, a)| format!("{{ name = \"{n}\", address = \"{a}\" }}"))
+        .collect();
+    format!(
+        r#"
+[[frontend]]
+name = "web"
+bind = "127.0.0.1:0"
+mode = "http"
+backend = "web"
+{extra_frontend}
+
+[[backend]]
+name = "web"
+servers = [ {} ]
+health = {{ kind = "none" }}
+{extra_backend}
+"#,
+        list.join(", ")
+    )
+}
+
+async fn start(cfg: &str) -> (Runtime, std::net::SocketAddr) {
+    let rt = Runtime::new().unwrap();
+    rt.apply(&config(cfg)).unwrap();
+    let addr = rt.local_addr("web").unwrap();
+    (rt, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_over_three_servers_and_status_counts() {
+    let s: Vec<TestServer> = vec![
+        TestServer::start("s1").await,
+        TestServer::start("s2").await,
+        TestServer::start("s3").await,
+    ];
+    let (rt, addr) = start(&http_config(
+        &[("s1", s[0].addr), ("s2", s[1].addr), ("s3", s[2].addr)],
+        "",
+        "",
+    ))
+    .await;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for _ in 0..30 {
+        let (status, body) = get(addr, "/").await.unwrap();
+        assert_eq!(status, 200);
+        *seen.entry(body).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.values().all(|&c| c == 10), "{seen:?}");
+    let st = rt.status();
+    assert_eq!(st.frontends[0].requests, 30);
+    assert_eq!(st.frontends[0].responses.c2xx, 30);
+    let total: u64 = st.backends[0].servers.iter().map(|s| s.total_requests).sum();
+    assert_eq!(total, 30);
+    assert!(st.frontends[0].bytes_out > 0);
+    let json = serde_json::to_value(&st).unwrap();
+    assert_eq!(json["backends"][0]["servers"][0]["state"], "UP");
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn forwarded_headers_are_added() {
+    let s = TestServer::start("s1").await;
+    let (rt, addr) = start(&http_config(&[("s1", s.addr)], "", "forwarded_headers = \"both\"")).await;
+    let (status, body) = http_raw(
+        addr,
+        "GET /headers HTTP/1.1\r\nHost: example.org\r\nX-Forwarded-For: 10.9.9.9\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("x-forwarded-for: 10.9.9.9, 127.0.0.1"), "{body}");
+    assert!(body.contains("x-forwarded-proto: http"), "{body}");
+    assert!(body.contains("x-forwarded-host: example.org"), "{body}");
+    assert!(body.contains("forwarded: for=127.0.0.1;proto=http;host=\"example.org\""), "{body}");
+    assert!(body.contains("host: example.org"), "{body}");
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn no_server_up_gives_503_with_short_body() {
+    let s = TestServer::start("s1").await;
+    let (rt, addr) = start(&http_config(&[("s1", s.addr)], "", "")).await;
+    assert_eq!(
+        rt.server_admin("web", "s1", dataplane::AdminAction::Disable).unwrap(),
+        ServerState::Maint
+    );
+    let (status, body) = get(addr, "/").await.unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("no server available"), "{body}");
+    assert!(body.len() < 100);
+    assert!(rt.server_admin("web", "nope", dataplane::AdminAction::Enable).is_err());
+    assert!(rt.server_admin("nope", "s1", dataplane::AdminAction::Enable).is_err());
+    rt.server_admin("web", "s1", dataplane::AdminAction::Enable).unwrap();
+    assert_eq!(get(addr, "/").await.unwrap().0, 200);
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn connect_failure_is_retried_on_another_server() {
+    let good = TestServer::start("good").await;
+    let dead = dead_addr().await;
+    let (rt, addr) = start(&http_config(
+        &[("dead", dead), ("good", good.addr)],
+        "connect_retries = 1",
+        "",
+    ))
+    .await;
+    for _ in 0..6 {
+        let (status, body) = get(addr, "/").await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body, "good");
+    }
+    let st = rt.status();
+    let dead_st = &st.backends[0].servers[0];
+    assert!(dead_st.errors >= 3, "{dead_st:?}");
+    // A POST with a body is not retried: it may fail, but never hangs.
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn server_reset_mid_response_gives_502_and_counts_against_server() {
+    let (reset_addr, _t) = reset_server().await;
+    let (rt, addr) = start(&http_config(&[("bad", reset_addr)], "connect_retries = 0", "")).await;
+    let (status, _) = get(addr, "/").await.unwrap();
+    assert_eq!(status, 502);
+    let st = rt.status();
+    assert_eq!(st.backends[0].servers[0].errors, 1);
+    assert_eq!(st.frontends[0].responses.c5xx, 1);
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn passive_ejection_after_consecutive_5xx() {
+    let s1 = TestServer::start("s1").await;
+    let s2 = TestServer::start("s2").await;
+    let (rt, addr) = start(&http_config(
+        &[("s1", s1.addr), ("s2", s2.addr)],
+        "outlier = { consecutive_failures = 2, ejection_time = \"30s\" }",
+        "",
+    ))
+    .await;
+    // Round robin: each server sees one 500; a second round ejects both.
+    for _ in 0..4 {
+        assert_eq!(get(addr, "/status500").await.unwrap().0, 500);
+    }
+    let st = rt.status();
+    for s in &st.backends[0].servers {
+        assert_eq!(s.state, ServerState::Down, "{s:?}");
+        assert!(s.ejected_for_ms.is_some());
+    }
+    assert_eq!(get(addr, "/").await.unwrap().0, 503);
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn slowloris_is_cut_at_header_timeout() {
+    let s = TestServer::start("s1").await;
+    let (rt, addr) = start(&http_config(
+        &[("s1", s.addr)],
+        "",
+        "timeouts = { client_header = \"300ms\" }",
+    ))
+    .await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let started = tokio::time::Instant::now();
+    let mut closed = false;
+    for b in head.iter() {
+        if c.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if started.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+    }
+    if !closed {
+        // The write may have gone into the buffer; the read must see the close.
+        let mut buf = Vec::new();
+        let r = tokio::time::timeout(LONG, c.read_to_end(&mut buf)).await;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        assert!(r.is_ok(), "connection still open");
+        assert!(!text.contains("200 OK"), "slow request was served: {text}");
+    }
+    // The full head takes about 3.5 s to send; it was cut well before.
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(s.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431() {
+    let s = TestServer::start("s1").await;
+    let (rt, addr) = start(&http_config(&[("s1", s.addr)], "", "max_header_size = 8192")).await;
+    let big = "a".repeat(20_000);
+    let (status, _) = http_raw(
+        addr,
+        &format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 431);
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn malformed_request_gets_400() {
+    let s = TestServer::start("s1").await;
+    let (rt, addr) = start(&http_config(&[("s1", s.addr)], "", "")).await;
+    let (status, _) = http_raw(addr, "GET / HTTP/1.1\r\nHost x\r\nBad Header\r\n\r\n").await.unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(s.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge() {
+    use http_body_util::{BodyExt, Empty};
+    let s = TestServer::start("s1").await;
+    let (rt, addr) = start(&http_config(&[("s1", s.addr)], "", "")).await;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..3 {
+        let req = hyper::Request::builder()
+            .uri(format!("http://{addr}/headers"))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), hyper::Version::HTTP_2);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains(&format!("host: {addr}")), "{body}");
+    }
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn websocket_upgrade_passthrough() {
+    let s = TestServer::start("s1").await;
+    let (rt, addr) = start(&http_config(&[("s1", s.addr)], "", "")).await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(LONG, c.read(&mut byte)).await.unwrap().unwrap();
+        assert_eq!(n, 1, "closed during head: {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for msg in [&b"hello"[..], b"second frame"] {
+        c.write_all(msg).await.unwrap();
+        let mut buf = vec![0u8; msg.len()];
+        tokio::time::timeout(LONG, c.read_exact(&mut buf)).await.unwrap().unwrap();
+        assert_eq!(buf, msg);
+    }
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn post_body_reaches_server() {
+    let s = TestServer::start("s1").await;
+    let (rt, addr) = start(&http_config(&[("s1", s.addr)], "", "")).await;
+    let (status, body) = http_raw(
+        addr,
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .await
+    .unwrap();
+    assert_eq!((status, body.as_str()), (200, "s1:hello"));
+    assert_eq!(rt.status().frontends[0].bytes_in, 5);
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn maglev_header_key_is_sticky() {
+    let s: Vec<TestServer> = vec![
+        TestServer::start("a").await,
+        TestServer::start("b").await,
+        TestServer::start("c").await,
+    ];
+    let (rt, addr) = start(&http_config(
+        &[("a", s[0].addr), ("b", s[1].addr), ("c", s[2].addr)],
+        "algorithm = \"maglev\"\nhash_key = { header = \"x-user\" }\nmaglev_table_size = 251",
+        "",
+    ))
+    .await;
+    let mut owners = HashMap::new();
+    for round in 0..3 {
+        for user in 0..12 {
+            let (status, body) = http_raw(
+                addr,
+                &format!("GET / HTTP/1.1\r\nHost: x\r\nX-User: u{user}\r\nConnection: close\r\n\r\n"),
+            )
+            .await
+            .unwrap();
+            assert_eq!(status, 200);
+            let prev = owners.insert(user, body.clone());
+            if round > 0 {
+                assert_eq!(prev.as_deref(), Some(body.as_str()), "user {user} moved");
+            }
+        }
+    }
+    let distinct: std::collections::HashSet<_> = owners.values().collect();
+    assert!(distinct.len() >= 2, "all users on one server: {owners:?}");
+    rt.shutdown(Duration::from_secs(5)).await;
+}
