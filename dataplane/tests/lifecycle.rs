@@ -91,7 +91,7 @@ backend = "web"
 
 [[frontend]]
 name = "l4"
-bind = "127.0.0.1:0"
+bind = "127.0.0.2:0"
 mode = "tcp"
 backend = "l4"
 
@@ -205,7 +205,7 @@ async fn reload_diff_keeps_listeners_and_server_state() {
         r#"{}
 [[frontend]]
 name = "web2"
-bind = "127.0.0.1:0"
+bind = "127.0.0.3:0"
 mode = "http"
 backend = "web"
 "#,
@@ -218,7 +218,7 @@ backend = "web"
     let diff = rt.apply(&config(&b)).unwrap();
     let has = |want: &Change| diff.changes.contains(want);
     assert!(has(&Change::ListenerKept { frontend: "web".into(), bind: "127.0.0.1:0".parse().unwrap() }), "{diff:?}");
-    assert!(has(&Change::ListenerOpened { frontend: "web2".into(), bind: "127.0.0.1:0".parse().unwrap() }), "{diff:?}");
+    assert!(has(&Change::ListenerOpened { frontend: "web2".into(), bind: "127.0.0.3:0".parse().unwrap() }), "{diff:?}");
     assert!(has(&Change::ServerUpdated { backend: "web".into(), server: "s1".into() }), "{diff:?}");
     assert!(has(&Change::ServerAdded { backend: "web".into(), server: "s3".into() }), "{diff:?}");
     assert_eq!(rt.local_addr("web"), Some(addr));
@@ -233,7 +233,7 @@ backend = "web"
     // Remove web2 and s3, move s1: listener closed, server removed / reset.
     let moved = TestServer::start("s1-moved").await;
     let diff = rt.apply(&config(&web(&[("s1", moved.addr), ("s2", s2.addr)], hc))).unwrap();
-    assert!(diff.changes.contains(&Change::ListenerClosed { frontend: "web2".into(), bind: "127.0.0.1:0".parse().unwrap() }), "{diff:?}");
+    assert!(diff.changes.contains(&Change::ListenerClosed { frontend: "web2".into(), bind: "127.0.0.3:0".parse().unwrap() }), "{diff:?}");
     assert!(diff.changes.contains(&Change::ServerRemoved { backend: "web".into(), server: "s3".into() }), "{diff:?}");
     assert!(diff.changes.contains(&Change::ServerReset { backend: "web".into(), server: "s1".into() }), "{diff:?}");
     assert!(wait_until(|| std::net::TcpStream::connect(web2).is_err()).await);
@@ -250,7 +250,7 @@ async fn failed_bind_changes_nothing() {
     let port = taken.local_addr().unwrap();
     let bad = format!(
         "{}\n[[frontend]]\nname = \"clash\"\nbind = \"{port}\"\nmode = \"tcp\"\nbackend = \"web\"\n",
-        web(&[("s1", s1.addr), ("s9", s1.addr)], "")
+        web(&[("s1", s1.addr), ("s9", dead_addr().await)], "")
     );
     let err = rt.apply(&config(&bad));
     assert!(matches!(err, Err(dataplane::Error::Bind { .. })), "{err:?}");
