@@ -36,6 +36,10 @@ pub enum Algorithm {
 pub trait ServerView {
     /// Number of servers (indices `0..len()`).
     fn len(&self) -> usize;
+    /// Whether there is no server.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Whether server `i` may take a new connection or request now.
     fn available(&self, i: usize) -> bool;
     /// Effective weight of server `i` (after slow start), > 0 when available.
@@ -264,6 +268,7 @@ impl ServerView for StaticView {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use rand::rngs::StdRng;

@@ -76,7 +76,11 @@ async fn http_exchange(addr: SocketAddr, cfg: &HealthConfig) -> Result<(), Check
         if let (Some(_), Some(want)) = (status, cfg.expect_body.as_deref()) {
             if let Some(body_at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let body = &buf[body_at + 4..];
-                if body.windows(want.len().max(1)).any(|w| w == want.as_bytes()) || want.is_empty() {
+                if body
+                    .windows(want.len().max(1))
+                    .any(|w| w == want.as_bytes())
+                    || want.is_empty()
+                {
                     return Ok(());
                 }
             }
@@ -168,6 +172,7 @@ async fn sleep_opt(at: Option<Instant>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

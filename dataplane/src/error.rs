@@ -202,6 +202,7 @@ impl fmt::Display for ProxyError {
 impl std::error::Error for ProxyError {}
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -360,9 +360,7 @@ impl Health {
 
     /// A passive observation from traffic.
     pub fn on_passive(&mut self, now: Instant, event: PassiveEvent) -> Option<Transition> {
-        let Some(outlier) = self.params.outlier else {
-            return None;
-        };
+        let outlier = self.params.outlier?;
         match event {
             PassiveEvent::Success => {
                 self.passive_streak = 0;
@@ -456,6 +454,7 @@ pub fn slow_start_weight(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

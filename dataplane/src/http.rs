@@ -271,7 +271,10 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -307,7 +310,12 @@ fn request_key(be: &BackendRt, client: SocketAddr, headers: &HeaderMap) -> Optio
     Some(h.unwrap_or_else(|| crate::maglev::hash_flow(client.ip(), None)))
 }
 
-fn add_forwarded(headers: &mut HeaderMap, mode: ForwardedHeaders, client: SocketAddr, host: Option<&str>) {
+fn add_forwarded(
+    headers: &mut HeaderMap,
+    mode: ForwardedHeaders,
+    client: SocketAddr,
+    host: Option<&str>,
+) {
     let ip = client.ip().to_canonical();
     if matches!(mode, ForwardedHeaders::XForwarded | ForwardedHeaders::Both) {
         let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
@@ -368,7 +376,10 @@ impl Ctx {
         be: &Arc<BackendRt>,
     ) -> Response<RespBody> {
         let Some(client) = fe.client.as_ref() else {
-            return simple(StatusCode::INTERNAL_SERVER_ERROR, "500 frontend is not http\n");
+            return simple(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 frontend is not http\n",
+            );
         };
         let upgrade = is_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -394,7 +405,12 @@ impl Ctx {
                 headers.insert(header::HOST, v);
             }
         }
-        add_forwarded(&mut headers, fe.cfg.forwarded_headers, self.client, host.as_deref());
+        add_forwarded(
+            &mut headers,
+            fe.cfg.forwarded_headers,
+            self.client,
+            host.as_deref(),
+        );
 
         let body_empty = req_body.is_end_stream();
         let retryable = is_idempotent(&method) && body_empty;
@@ -471,7 +487,12 @@ impl Ctx {
             }
             let (mut parts, incoming) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers, false);
-            let body = UpstreamBody::new(incoming, lease, fe.cfg.timeouts.server, Arc::clone(&fe.shared));
+            let body = UpstreamBody::new(
+                incoming,
+                lease,
+                fe.cfg.timeouts.server,
+                Arc::clone(&fe.shared),
+            );
             return Response::from_parts(parts, body.boxed());
         }
     }

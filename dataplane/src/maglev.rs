@@ -274,6 +274,7 @@ impl MaglevTable {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
@@ -340,7 +341,7 @@ mod tests {
         for n in [1usize, 2, 3, 7, 10, 100, 1000] {
             let t = MaglevTable::build(&names(n), DEFAULT_TABLE_SIZE).unwrap();
             let lo = DEFAULT_TABLE_SIZE / n as u32;
-            let hi = lo + u32::from(DEFAULT_TABLE_SIZE % n as u32 != 0);
+            let hi = lo + u32::from(!DEFAULT_TABLE_SIZE.is_multiple_of(n as u32));
             for (i, c) in t.slot_counts().iter().enumerate() {
                 assert!(*c == lo || *c == hi, "n={n} server {i} has {c} slots");
             }

@@ -256,6 +256,7 @@ pub fn encode_v2(src: SocketAddr, dst: SocketAddr, transport: Transport) -> Vec<
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

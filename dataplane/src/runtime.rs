@@ -256,7 +256,11 @@ impl ServerShared {
         self.state()
     }
 
-    pub(crate) fn on_check(self: &Arc<Self>, report: CheckReport, result: Result<(), crate::health::CheckFailure>) {
+    pub(crate) fn on_check(
+        self: &Arc<Self>,
+        report: CheckReport,
+        result: Result<(), crate::health::CheckFailure>,
+    ) {
         *lock(&self.last_check) = Some(report);
         let tr = lock(&self.health).on_check(Instant::now(), result);
         if let Some(tr) = tr {
@@ -594,15 +598,25 @@ impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Change::ListenerKept { frontend, bind } => write!(f, "listener {frontend} {bind} kept"),
-            Change::ListenerOpened { frontend, bind } => write!(f, "listener {frontend} {bind} opened"),
-            Change::ListenerClosed { frontend, bind } => write!(f, "listener {frontend} {bind} closed"),
+            Change::ListenerOpened { frontend, bind } => {
+                write!(f, "listener {frontend} {bind} opened")
+            }
+            Change::ListenerClosed { frontend, bind } => {
+                write!(f, "listener {frontend} {bind} closed")
+            }
             Change::FrontendSkipped { frontend } => write!(f, "frontend {frontend} left to XDP"),
             Change::BackendAdded { backend } => write!(f, "backend {backend} added"),
             Change::BackendRemoved { backend } => write!(f, "backend {backend} removed"),
             Change::ServerAdded { backend, server } => write!(f, "server {backend}/{server} added"),
-            Change::ServerRemoved { backend, server } => write!(f, "server {backend}/{server} removed"),
-            Change::ServerReset { backend, server } => write!(f, "server {backend}/{server} reset (address changed)"),
-            Change::ServerUpdated { backend, server } => write!(f, "server {backend}/{server} updated"),
+            Change::ServerRemoved { backend, server } => {
+                write!(f, "server {backend}/{server} removed")
+            }
+            Change::ServerReset { backend, server } => {
+                write!(f, "server {backend}/{server} reset (address changed)")
+            }
+            Change::ServerUpdated { backend, server } => {
+                write!(f, "server {backend}/{server} updated")
+            }
         }
     }
 }
@@ -819,9 +833,15 @@ impl FrontendHandle {
 pub async fn serve(listener: Listener, frontend: FrontendHandle, shutdown: Shutdown) {
     let mode = frontend.current().map(|(fe, _)| fe.cfg.mode);
     match (listener, mode) {
-        (Listener::Tcp(l), Some(FrontendMode::Http)) => crate::http::serve(l, frontend, shutdown).await,
-        (Listener::Tcp(l), Some(FrontendMode::Tcp)) => crate::tcp::serve(l, frontend, shutdown).await,
-        (Listener::Udp(s), Some(FrontendMode::Udp)) => crate::udp::serve(s, frontend, shutdown).await,
+        (Listener::Tcp(l), Some(FrontendMode::Http)) => {
+            crate::http::serve(l, frontend, shutdown).await
+        }
+        (Listener::Tcp(l), Some(FrontendMode::Tcp)) => {
+            crate::tcp::serve(l, frontend, shutdown).await
+        }
+        (Listener::Udp(s), Some(FrontendMode::Udp)) => {
+            crate::udp::serve(s, frontend, shutdown).await
+        }
         (_, mode) => {
             tracing::warn!(frontend = %frontend.name, ?mode, "listener does not match the frontend's mode; not serving");
         }
@@ -858,7 +878,10 @@ fn bind_socket(fe: &FrontendConfig) -> std::io::Result<(Listener, OwnedFd, Socke
     }
 }
 
-fn adopt_socket(fd: OwnedFd, transport: Transport) -> std::io::Result<(Listener, OwnedFd, SocketAddr)> {
+fn adopt_socket(
+    fd: OwnedFd,
+    transport: Transport,
+) -> std::io::Result<(Listener, OwnedFd, SocketAddr)> {
     let dup = fd.try_clone()?;
     match transport {
         Transport::Tcp => {
@@ -943,7 +966,10 @@ impl Runtime {
 
     /// The address a frontend's listener is bound to (useful with port 0).
     pub fn local_addr(&self, frontend: &str) -> Option<SocketAddr> {
-        lock(&self.inner.control).listeners.get(frontend).map(|l| l.local)
+        lock(&self.inner.control)
+            .listeners
+            .get(frontend)
+            .map(|l| l.local)
     }
 
     /// A handle for serving `frontend` on a listener of your own with [`serve`].
@@ -1066,7 +1092,9 @@ impl Runtime {
         // Servers and backends that went away.
         let mut removed_servers: Vec<Arc<ServerShared>> = Vec::new();
         for name in &old.backend_order {
-            let Some(ob) = old.backends.get(name) else { continue };
+            let Some(ob) = old.backends.get(name) else {
+                continue;
+            };
             let nb = backends.get(name);
             if nb.is_none() {
                 changes.push(Change::BackendRemoved {
@@ -1075,7 +1103,9 @@ impl Runtime {
             }
             for os in &ob.servers {
                 let kept = nb.is_some_and(|nb| {
-                    nb.servers.iter().any(|ns| Arc::ptr_eq(&ns.shared, &os.shared))
+                    nb.servers
+                        .iter()
+                        .any(|ns| Arc::ptr_eq(&ns.shared, &os.shared))
                 });
                 if !kept {
                     if nb.is_some_and(|nb| nb.server_index(&os.cfg.name).is_none()) {
@@ -1115,7 +1145,9 @@ impl Runtime {
             };
             let client = if fe.mode == FrontendMode::Http {
                 match old_fe.and_then(|o| o.client.as_ref().map(|c| (o, c))) {
-                    Some((o, c)) if o.cfg.timeouts.connect == fe.timeouts.connect => Some(c.clone()),
+                    Some((o, c)) if o.cfg.timeouts.connect == fe.timeouts.connect => {
+                        Some(c.clone())
+                    }
                     _ => Some(crate::http::UpstreamClient::new(fe)),
                 }
             } else {
@@ -1213,9 +1245,10 @@ impl Runtime {
             for s in &b.servers {
                 let key = (b.cfg.name.clone(), s.cfg.name.clone());
                 wanted.insert(key.clone());
-                let keep = control.checkers.get(&key).is_some_and(|c| {
-                    Arc::ptr_eq(&c.shared, &s.shared) && c.health == b.cfg.health
-                });
+                let keep = control
+                    .checkers
+                    .get(&key)
+                    .is_some_and(|c| Arc::ptr_eq(&c.shared, &s.shared) && c.health == b.cfg.health);
                 if keep {
                     continue;
                 }
@@ -1362,7 +1395,10 @@ impl Runtime {
                 BackendStatus {
                     name: b.cfg.name.clone(),
                     algorithm: algorithm(b.cfg.algorithm),
-                    servers_up: servers.iter().filter(|s| s.state == ServerState::Up).count(),
+                    servers_up: servers
+                        .iter()
+                        .filter(|s| s.state == ServerState::Up)
+                        .count(),
                     queue_length: ld(&b.shared.queue_len),
                     servers,
                 }
@@ -1393,7 +1429,10 @@ impl Runtime {
             .is_ok();
         let aborted = self.inner.tracker.len();
         if !drained {
-            tracing::warn!(open = aborted, "shutdown deadline passed: closing connections");
+            tracing::warn!(
+                open = aborted,
+                "shutdown deadline passed: closing connections"
+            );
             self.inner.shutdown.abort();
             let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.tracker.wait()).await;
         }

@@ -47,7 +47,9 @@ pub async fn serve(listener: TcpListener, frontend: FrontendHandle, shutdown: Sh
                 }
             },
         };
-        let Some((fe, be)) = frontend.current() else { continue };
+        let Some((fe, be)) = frontend.current() else {
+            continue;
+        };
         let conn = ConnGuard::new(Arc::clone(&fe.shared));
         let sd = shutdown.clone();
         frontend.inner.tracker.spawn(async move {
@@ -97,7 +99,8 @@ pub(crate) async fn read_proxy_header<S: AsyncRead + Unpin>(
                 Ok(Some((h, _))) => return Ok::<_, std::io::Error>(Ok(h.addresses)),
                 Err(e) => return Ok(Err(e)),
                 Ok(None) => {
-                    let want = if buf.starts_with(&proxy_protocol::V2_SIGNATURE) && buf.len() >= 16 {
+                    let want = if buf.starts_with(&proxy_protocol::V2_SIGNATURE) && buf.len() >= 16
+                    {
                         16 + usize::from(u16::from_be_bytes([buf[14], buf[15]]))
                     } else {
                         buf.len() + 1
@@ -123,7 +126,9 @@ pub(crate) async fn read_proxy_header<S: AsyncRead + Unpin>(
 pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyError> {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => Err(ProxyError::new(ProxyErrorKind::ConnectTimeout)),
-        Ok(Err(e)) => Err(ProxyError::new(ProxyErrorKind::ConnectFailed(e.to_string()))),
+        Ok(Err(e)) => Err(ProxyError::new(ProxyErrorKind::ConnectFailed(
+            e.to_string(),
+        ))),
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
             Ok(s)

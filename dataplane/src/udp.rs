@@ -75,7 +75,10 @@ pub async fn serve(socket: UdpSocket, frontend: FrontendHandle, shutdown: Shutdo
                     fe.shared.bytes_in.fetch_add(sent as u64, Ordering::Relaxed);
                     fe.shared.metrics.bytes_in.increment(sent as u64);
                 }
-                flow.lease.server.bytes_in.fetch_add(sent as u64, Ordering::Relaxed);
+                flow.lease
+                    .server
+                    .bytes_in
+                    .fetch_add(sent as u64, Ordering::Relaxed);
                 flow.lease.server.metrics.bytes_in.increment(sent as u64);
             }
             Err(e) => {
@@ -125,7 +128,12 @@ async fn new_flow(
     lock(flows).insert(peer, Arc::clone(&flow));
     let conn = ConnGuard::new(Arc::clone(&fe.shared));
     let idle = fe.cfg.timeouts.udp_idle;
-    let (socket, flows, flow2, sd) = (Arc::clone(socket), Arc::clone(flows), Arc::clone(&flow), shutdown.clone());
+    let (socket, flows, flow2, sd) = (
+        Arc::clone(socket),
+        Arc::clone(flows),
+        Arc::clone(&flow),
+        shutdown.clone(),
+    );
     frontend.inner.tracker.spawn(async move {
         let _permit = permit;
         let _conn = conn;
@@ -149,7 +157,9 @@ async fn relay_back(
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let server = &flow.lease.server;
     loop {
-        let wait = idle.saturating_sub(flow.idle_for()).max(Duration::from_millis(1));
+        let wait = idle
+            .saturating_sub(flow.idle_for())
+            .max(Duration::from_millis(1));
         tokio::select! {
             _ = shutdown.aborted() => return,
             _ = flow.lease.drain.cancelled() => return,

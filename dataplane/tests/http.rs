@@ -11,7 +11,11 @@ use dataplane::{Runtime, ServerState};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn http_config(servers: &[(&str, std::net::SocketAddr)], extra_backend: &str, extra_frontend: &str) -> String {
+fn http_config(
+    servers: &[(&str, std::net::SocketAddr)],
+    extra_backend: &str,
+    extra_frontend: &str,
+) -> String {
     let list: Vec<String> = servers
         .iter()
         .map(|(n, a)| format!("{{ name = \"{n}\", address = \"{a}\" }}"))
@@ -66,7 +70,11 @@ async fn round_robin_over_three_servers_and_status_counts() {
     let st = rt.status();
     assert_eq!(st.frontends[0].requests, 30);
     assert_eq!(st.frontends[0].responses.c2xx, 30);
-    let total: u64 = st.backends[0].servers.iter().map(|s| s.total_requests).sum();
+    let total: u64 = st.backends[0]
+        .servers
+        .iter()
+        .map(|s| s.total_requests)
+        .sum();
     assert_eq!(total, 30);
     assert!(st.frontends[0].bytes_out > 0);
     let json = serde_json::to_value(&st).unwrap();
@@ -77,7 +85,12 @@ async fn round_robin_over_three_servers_and_status_counts() {
 #[tokio::test]
 async fn forwarded_headers_are_added() {
     let s = TestServer::start("s1").await;
-    let (rt, addr) = start(&http_config(&[("s1", s.addr)], "", "forwarded_headers = \"both\"")).await;
+    let (rt, addr) = start(&http_config(
+        &[("s1", s.addr)],
+        "",
+        "forwarded_headers = \"both\"",
+    ))
+    .await;
     let (status, body) = http_raw(
         addr,
         "GET /headers HTTP/1.1\r\nHost: example.org\r\nX-Forwarded-For: 10.9.9.9\r\nConnection: close\r\n\r\n",
@@ -85,10 +98,16 @@ async fn forwarded_headers_are_added() {
     .await
     .unwrap();
     assert_eq!(status, 200);
-    assert!(body.contains("x-forwarded-for: 10.9.9.9, 127.0.0.1"), "{body}");
+    assert!(
+        body.contains("x-forwarded-for: 10.9.9.9, 127.0.0.1"),
+        "{body}"
+    );
     assert!(body.contains("x-forwarded-proto: http"), "{body}");
     assert!(body.contains("x-forwarded-host: example.org"), "{body}");
-    assert!(body.contains("forwarded: for=127.0.0.1;proto=http;host=\"example.org\""), "{body}");
+    assert!(
+        body.contains("forwarded: for=127.0.0.1;proto=http;host=\"example.org\""),
+        "{body}"
+    );
     assert!(body.contains("host: example.org"), "{body}");
     rt.shutdown(Duration::from_secs(5)).await;
 }
@@ -98,16 +117,22 @@ async fn no_server_up_gives_503_with_short_body() {
     let s = TestServer::start("s1").await;
     let (rt, addr) = start(&http_config(&[("s1", s.addr)], "", "")).await;
     assert_eq!(
-        rt.server_admin("web", "s1", dataplane::AdminAction::Disable).unwrap(),
+        rt.server_admin("web", "s1", dataplane::AdminAction::Disable)
+            .unwrap(),
         ServerState::Maint
     );
     let (status, body) = get(addr, "/").await.unwrap();
     assert_eq!(status, 503);
     assert!(body.contains("no server available"), "{body}");
     assert!(body.len() < 100);
-    assert!(rt.server_admin("web", "nope", dataplane::AdminAction::Enable).is_err());
-    assert!(rt.server_admin("nope", "s1", dataplane::AdminAction::Enable).is_err());
-    rt.server_admin("web", "s1", dataplane::AdminAction::Enable).unwrap();
+    assert!(rt
+        .server_admin("web", "nope", dataplane::AdminAction::Enable)
+        .is_err());
+    assert!(rt
+        .server_admin("nope", "s1", dataplane::AdminAction::Enable)
+        .is_err());
+    rt.server_admin("web", "s1", dataplane::AdminAction::Enable)
+        .unwrap();
     assert_eq!(get(addr, "/").await.unwrap().0, 200);
     rt.shutdown(Duration::from_secs(5)).await;
 }
@@ -137,7 +162,12 @@ async fn connect_failure_is_retried_on_another_server() {
 #[tokio::test]
 async fn server_reset_mid_response_gives_502_and_counts_against_server() {
     let (reset_addr, _t) = reset_server().await;
-    let (rt, addr) = start(&http_config(&[("bad", reset_addr)], "connect_retries = 0", "")).await;
+    let (rt, addr) = start(&http_config(
+        &[("bad", reset_addr)],
+        "connect_retries = 0",
+        "",
+    ))
+    .await;
     let (status, _) = get(addr, "/").await.unwrap();
     assert_eq!(status, 502);
     let st = rt.status();
@@ -201,7 +231,11 @@ async fn slowloris_is_cut_at_header_timeout() {
         assert!(!text.contains("200 OK"), "slow request was served: {text}");
     }
     // The full head takes about 3.5 s to send; it was cut well before.
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(s.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
     rt.shutdown(Duration::from_secs(5)).await;
 }
@@ -209,7 +243,12 @@ async fn slowloris_is_cut_at_header_timeout() {
 #[tokio::test]
 async fn oversized_headers_get_431() {
     let s = TestServer::start("s1").await;
-    let (rt, addr) = start(&http_config(&[("s1", s.addr)], "", "max_header_size = 8192")).await;
+    let (rt, addr) = start(&http_config(
+        &[("s1", s.addr)],
+        "",
+        "max_header_size = 8192",
+    ))
+    .await;
     let big = "a".repeat(20_000);
     let (status, _) = http_raw(
         addr,
@@ -225,7 +264,9 @@ async fn oversized_headers_get_431() {
 async fn malformed_request_gets_400() {
     let s = TestServer::start("s1").await;
     let (rt, addr) = start(&http_config(&[("s1", s.addr)], "", "")).await;
-    let (status, _) = http_raw(addr, "GET / HTTP/1.1\r\nHost x\r\nBad Header\r\n\r\n").await.unwrap();
+    let (status, _) = http_raw(addr, "GET / HTTP/1.1\r\nHost x\r\nBad Header\r\n\r\n")
+        .await
+        .unwrap();
     assert_eq!(status, 400);
     assert_eq!(s.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
     rt.shutdown(Duration::from_secs(5)).await;
@@ -272,8 +313,16 @@ async fn websocket_upgrade_passthrough() {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(LONG, c.read(&mut byte)).await.unwrap().unwrap();
-        assert_eq!(n, 1, "closed during head: {:?}", String::from_utf8_lossy(&head));
+        let n = tokio::time::timeout(LONG, c.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "closed during head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head).to_lowercase();
@@ -282,7 +331,10 @@ async fn websocket_upgrade_passthrough() {
     for msg in [&b"hello"[..], b"second frame"] {
         c.write_all(msg).await.unwrap();
         let mut buf = vec![0u8; msg.len()];
-        tokio::time::timeout(LONG, c.read_exact(&mut buf)).await.unwrap().unwrap();
+        tokio::time::timeout(LONG, c.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(buf, msg);
     }
     rt.shutdown(Duration::from_secs(5)).await;
@@ -321,7 +373,9 @@ async fn maglev_header_key_is_sticky() {
         for user in 0..12 {
             let (status, body) = http_raw(
                 addr,
-                &format!("GET / HTTP/1.1\r\nHost: x\r\nX-User: u{user}\r\nConnection: close\r\n\r\n"),
+                &format!(
+                    "GET / HTTP/1.1\r\nHost: x\r\nX-User: u{user}\r\nConnection: close\r\n\r\n"
+                ),
             )
             .await
             .unwrap();

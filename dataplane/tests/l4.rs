@@ -44,7 +44,9 @@ async fn exchange(addr: SocketAddr, prefix: &[u8], payload: &[u8]) -> Vec<u8> {
     // A refused connection may already be reset: that reads as empty.
     let _ = c.shutdown().await;
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(LONG, c.read_to_end(&mut out)).await.unwrap();
+    let _ = tokio::time::timeout(LONG, c.read_to_end(&mut out))
+        .await
+        .unwrap();
     out
 }
 
@@ -52,7 +54,12 @@ async fn exchange(addr: SocketAddr, prefix: &[u8], payload: &[u8]) -> Vec<u8> {
 async fn tcp_half_close_is_passed_both_ways() {
     let (echo, _t) = tcp_echo_after_eof().await;
     let rt = Runtime::new().unwrap();
-    rt.apply(&config(&tcp_config(&[("e", echo)], "", "buffer_size = 1024"))).unwrap();
+    rt.apply(&config(&tcp_config(
+        &[("e", echo)],
+        "",
+        "buffer_size = 1024",
+    )))
+    .unwrap();
     let addr = rt.local_addr("l4").unwrap();
     let payload = vec![b'x'; 100_000];
     let out = exchange(addr, b"", &payload).await;
@@ -70,8 +77,12 @@ async fn tcp_retry_on_connect_failure() {
     let (echo, _t) = tcp_echo_after_eof().await;
     let dead = dead_addr().await;
     let rt = Runtime::new().unwrap();
-    rt.apply(&config(&tcp_config(&[("a-dead", dead), ("b-echo", echo)], "connect_retries = 2", "")))
-        .unwrap();
+    rt.apply(&config(&tcp_config(
+        &[("a-dead", dead), ("b-echo", echo)],
+        "connect_retries = 2",
+        "",
+    )))
+    .unwrap();
     let addr = rt.local_addr("l4").unwrap();
     for _ in 0..4 {
         assert_eq!(exchange(addr, b"", b"hi").await, b"echo:hi");
@@ -97,7 +108,10 @@ async fn proxy_protocol_v1_and_v2_sent_to_server() {
         c.write_all(b"data").await.unwrap();
         c.shutdown().await.unwrap();
         let mut out = Vec::new();
-        tokio::time::timeout(LONG, c.read_to_end(&mut out)).await.unwrap().unwrap();
+        tokio::time::timeout(LONG, c.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
         let (h, n) = proxy_protocol::parse(&out).unwrap().unwrap();
         assert_eq!(h.addresses, Some((me, addr)), "{version}");
         assert_eq!(&out[n..], b"data");
@@ -122,7 +136,10 @@ async fn proxy_protocol_accepted_from_client_and_forwarded() {
     // Client speaks v2; the server gets v1 with the original client.
     let header = proxy_protocol::encode_v2(orig, dst, proxy_protocol::Transport::Stream);
     let out = exchange(addr, &header, b"payload").await;
-    assert_eq!(out, b"PROXY TCP4 192.0.2.7 198.51.100.1 40000 443\r\npayload".to_vec());
+    assert_eq!(
+        out,
+        b"PROXY TCP4 192.0.2.7 198.51.100.1 40000 443\r\npayload".to_vec()
+    );
     // A client without the header is refused.
     let out = exchange(addr, b"", b"GET / HTTP/1.1\r\n\r\n").await;
     assert!(out.is_empty());
@@ -206,7 +223,10 @@ health = {{ kind = "none" }}
         for i in 0..3 {
             c.send(format!("q{i}").as_bytes()).await.unwrap();
             let mut buf = [0u8; 100];
-            let n = tokio::time::timeout(LONG, c.recv(&mut buf)).await.unwrap().unwrap();
+            let n = tokio::time::timeout(LONG, c.recv(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
             let text = String::from_utf8_lossy(&buf[..n]).to_string();
             let (server, payload) = text.split_once(':').unwrap();
             assert_eq!(payload, format!("q{i}"));
@@ -218,7 +238,10 @@ health = {{ kind = "none" }}
         }
         answers.push(first_server.unwrap());
     }
-    assert_ne!(answers[0], answers[1], "two clients, round robin, two servers");
+    assert_ne!(
+        answers[0], answers[1],
+        "two clients, round robin, two servers"
+    );
     assert_eq!(rt.status().frontends[0].active_connections, 2);
     // Flows are forgotten after the idle timeout.
     assert!(wait_until(|| rt.status().frontends[0].active_connections == 0).await);

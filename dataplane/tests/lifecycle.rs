@@ -62,7 +62,10 @@ async fn drain_lets_in_flight_request_finish_and_moves_new_traffic() {
     // Round robin starts with s1: the slow request lands there.
     let slow = tokio::spawn(get(addr, "/slow?ms=1500"));
     assert!(wait_until(|| rt.status().backends[0].servers[0].active_connections == 1).await);
-    assert_eq!(rt.server_admin("web", "s1", AdminAction::Drain).unwrap(), ServerState::Drain);
+    assert_eq!(
+        rt.server_admin("web", "s1", AdminAction::Drain).unwrap(),
+        ServerState::Drain
+    );
     for _ in 0..20 {
         let (status, body) = get(addr, "/").await.unwrap();
         assert_eq!((status, body.as_str()), (200, "s2"));
@@ -73,7 +76,10 @@ async fn drain_lets_in_flight_request_finish_and_moves_new_traffic() {
     assert_eq!(st.frontends[0].responses.c5xx, 0);
     assert_eq!(st.frontends[0].responses.c2xx, 21);
     assert!(st.backends[0].servers.iter().all(|s| s.errors == 0));
-    assert_eq!(st.backends[0].servers[0].admin, dataplane::AdminState::Drain);
+    assert_eq!(
+        st.backends[0].servers[0].admin,
+        dataplane::AdminState::Drain
+    );
     rt.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -117,19 +123,28 @@ drain_timeout = "300ms"
     let slow = tokio::spawn(get(web, "/slow?ms=8000"));
     let mut tcp = TcpStream::connect(l4).await.unwrap();
     tcp.write_all(b"x").await.unwrap();
-    assert!(wait_until(|| {
-        let st = rt.status();
-        st.backends[0].servers[0].active_connections == 1 && st.backends[1].servers[0].active_connections == 1
-    })
-    .await);
+    assert!(
+        wait_until(|| {
+            let st = rt.status();
+            st.backends[0].servers[0].active_connections == 1
+                && st.backends[1].servers[0].active_connections == 1
+        })
+        .await
+    );
     rt.server_admin("web", "s1", AdminAction::Disable).unwrap();
     rt.server_admin("l4", "e", AdminAction::Drain).unwrap();
     let (status, _) = slow.await.unwrap().unwrap();
     assert_eq!(status, 502);
     let mut buf = Vec::new();
-    let _ = tokio::time::timeout(LONG, tcp.read_to_end(&mut buf)).await.unwrap();
+    let _ = tokio::time::timeout(LONG, tcp.read_to_end(&mut buf))
+        .await
+        .unwrap();
     assert!(buf.is_empty(), "tcp connection closed without the echo");
-    assert!(started.elapsed() < Duration::from_secs(7), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        started.elapsed()
+    );
     rt.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -177,7 +192,14 @@ async fn tcp_health_check_takes_dead_server_down() {
     assert_eq!(state(&rt, "s1"), ServerState::Up);
     let st = rt.status();
     assert_eq!(st.backends[0].servers_up, 1);
-    assert!(st.backends[0].servers[1].last_check.as_ref().unwrap().detail.as_ref().unwrap().contains("connect"));
+    assert!(st.backends[0].servers[1]
+        .last_check
+        .as_ref()
+        .unwrap()
+        .detail
+        .as_ref()
+        .unwrap()
+        .contains("connect"));
     rt.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -188,8 +210,13 @@ async fn reload_diff_keeps_listeners_and_server_state() {
     let s3 = TestServer::start("s3").await;
     let rt = Runtime::new().unwrap();
     let hc = "health = { kind = \"none\" }";
-    let diff = rt.apply(&config(&web(&[("s1", s1.addr), ("s2", s2.addr)], hc))).unwrap();
-    assert!(diff.changes.iter().any(|c| matches!(c, Change::ListenerOpened { frontend, .. } if frontend == "web")));
+    let diff = rt
+        .apply(&config(&web(&[("s1", s1.addr), ("s2", s2.addr)], hc)))
+        .unwrap();
+    assert!(diff
+        .changes
+        .iter()
+        .any(|c| matches!(c, Change::ListenerOpened { frontend, .. } if frontend == "web")));
     let addr = rt.local_addr("web").unwrap();
     rt.server_admin("web", "s2", AdminAction::Drain).unwrap();
 
@@ -209,33 +236,83 @@ bind = "127.0.0.3:0"
 mode = "http"
 backend = "web"
 "#,
-        web(
-            &[("s1", s1.addr), ("s2", s2.addr), ("s3", s3.addr)],
-            hc,
+        web(&[("s1", s1.addr), ("s2", s2.addr), ("s3", s3.addr)], hc,).replace(
+            &format!("{{ name = \"s1\", address = \"{}\" }}", s1.addr),
+            &format!("{{ name = \"s1\", address = \"{}\", weight = 5 }}", s1.addr)
         )
-        .replace(&format!("{{ name = \"s1\", address = \"{}\" }}", s1.addr), &format!("{{ name = \"s1\", address = \"{}\", weight = 5 }}", s1.addr))
     );
     let diff = rt.apply(&config(&b)).unwrap();
     let has = |want: &Change| diff.changes.contains(want);
-    assert!(has(&Change::ListenerKept { frontend: "web".into(), bind: "127.0.0.1:0".parse().unwrap() }), "{diff:?}");
-    assert!(has(&Change::ListenerOpened { frontend: "web2".into(), bind: "127.0.0.3:0".parse().unwrap() }), "{diff:?}");
-    assert!(has(&Change::ServerUpdated { backend: "web".into(), server: "s1".into() }), "{diff:?}");
-    assert!(has(&Change::ServerAdded { backend: "web".into(), server: "s3".into() }), "{diff:?}");
+    assert!(
+        has(&Change::ListenerKept {
+            frontend: "web".into(),
+            bind: "127.0.0.1:0".parse().unwrap()
+        }),
+        "{diff:?}"
+    );
+    assert!(
+        has(&Change::ListenerOpened {
+            frontend: "web2".into(),
+            bind: "127.0.0.3:0".parse().unwrap()
+        }),
+        "{diff:?}"
+    );
+    assert!(
+        has(&Change::ServerUpdated {
+            backend: "web".into(),
+            server: "s1".into()
+        }),
+        "{diff:?}"
+    );
+    assert!(
+        has(&Change::ServerAdded {
+            backend: "web".into(),
+            server: "s3".into()
+        }),
+        "{diff:?}"
+    );
     assert_eq!(rt.local_addr("web"), Some(addr));
-    assert_eq!(state(&rt, "s2"), ServerState::Drain, "admin state survives reload");
+    assert_eq!(
+        state(&rt, "s2"),
+        ServerState::Drain,
+        "admin state survives reload"
+    );
     let web2 = rt.local_addr("web2").unwrap();
     assert_eq!(get(web2, "/").await.unwrap().0, 200);
 
     keep.write_all(req).await.unwrap();
     let n = keep.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"), "keep-alive connection survived");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "keep-alive connection survived"
+    );
 
     // Remove web2 and s3, move s1: listener closed, server removed / reset.
     let moved = TestServer::start("s1-moved").await;
-    let diff = rt.apply(&config(&web(&[("s1", moved.addr), ("s2", s2.addr)], hc))).unwrap();
-    assert!(diff.changes.contains(&Change::ListenerClosed { frontend: "web2".into(), bind: "127.0.0.3:0".parse().unwrap() }), "{diff:?}");
-    assert!(diff.changes.contains(&Change::ServerRemoved { backend: "web".into(), server: "s3".into() }), "{diff:?}");
-    assert!(diff.changes.contains(&Change::ServerReset { backend: "web".into(), server: "s1".into() }), "{diff:?}");
+    let diff = rt
+        .apply(&config(&web(&[("s1", moved.addr), ("s2", s2.addr)], hc)))
+        .unwrap();
+    assert!(
+        diff.changes.contains(&Change::ListenerClosed {
+            frontend: "web2".into(),
+            bind: "127.0.0.3:0".parse().unwrap()
+        }),
+        "{diff:?}"
+    );
+    assert!(
+        diff.changes.contains(&Change::ServerRemoved {
+            backend: "web".into(),
+            server: "s3".into()
+        }),
+        "{diff:?}"
+    );
+    assert!(
+        diff.changes.contains(&Change::ServerReset {
+            backend: "web".into(),
+            server: "s1".into()
+        }),
+        "{diff:?}"
+    );
     assert!(wait_until(|| std::net::TcpStream::connect(web2).is_err()).await);
     assert_eq!(get(addr, "/").await.unwrap().1, "s1-moved");
     rt.shutdown(Duration::from_secs(5)).await;
@@ -272,7 +349,10 @@ async fn listeners_hand_over_to_a_new_runtime() {
     let new = Runtime::new().unwrap();
     new.adopt_listeners(fds);
     let diff = new.apply(&cfg).unwrap();
-    assert!(diff.changes.iter().any(|c| matches!(c, Change::ListenerOpened { .. })));
+    assert!(diff
+        .changes
+        .iter()
+        .any(|c| matches!(c, Change::ListenerOpened { .. })));
     assert_eq!(new.local_addr("web"), Some(addr));
     let report = old.shutdown(Duration::from_secs(5)).await;
     assert!(report.drained);
@@ -287,7 +367,11 @@ async fn listeners_hand_over_to_a_new_runtime() {
 async fn shutdown_drains_then_aborts() {
     let s1 = TestServer::start("s1").await;
     let rt = Runtime::new().unwrap();
-    rt.apply(&config(&web(&[("s1", s1.addr)], "health = { kind = \"none\" }"))).unwrap();
+    rt.apply(&config(&web(
+        &[("s1", s1.addr)],
+        "health = { kind = \"none\" }",
+    )))
+    .unwrap();
     let addr = rt.local_addr("web").unwrap();
     let slow = tokio::spawn(get(addr, "/slow?ms=800"));
     assert!(wait_until(|| rt.status().backends[0].servers[0].active_connections == 1).await);
@@ -298,7 +382,11 @@ async fn shutdown_drains_then_aborts() {
     assert!(rt.apply(&config(&web(&[("s1", s1.addr)], ""))).is_err());
 
     let rt = Runtime::new().unwrap();
-    rt.apply(&config(&web(&[("s1", s1.addr)], "health = { kind = \"none\" }"))).unwrap();
+    rt.apply(&config(&web(
+        &[("s1", s1.addr)],
+        "health = { kind = \"none\" }",
+    )))
+    .unwrap();
     let addr = rt.local_addr("web").unwrap();
     let slow = tokio::spawn(get(addr, "/slow?ms=10000"));
     assert!(wait_until(|| rt.status().backends[0].servers[0].active_connections == 1).await);

@@ -55,7 +55,9 @@ impl TestServer {
         let (n, h, c) = (name.to_string(), healthy.clone(), hits.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let (n, h, c) = (n.clone(), h.clone(), c.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
@@ -102,18 +104,36 @@ async fn answer(
     }
     hits.fetch_add(1, Ordering::SeqCst);
     if path == "/echo" {
-        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        return text(StatusCode::OK, format!("{name}:{}", String::from_utf8_lossy(&body)));
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return text(
+            StatusCode::OK,
+            format!("{name}:{}", String::from_utf8_lossy(&body)),
+        );
     }
     match path.as_str() {
         "/slow" => {
-            let ms: u64 = query.strip_prefix("ms=").and_then(|v| v.parse().ok()).unwrap_or(500);
+            let ms: u64 = query
+                .strip_prefix("ms=")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(500);
             tokio::time::sleep(Duration::from_millis(ms)).await;
             text(StatusCode::OK, name.to_string())
         }
         "/headers" => {
             let mut out = String::new();
-            for h in ["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "connection"] {
+            for h in [
+                "host",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+                "forwarded",
+                "connection",
+            ] {
                 if let Some(v) = req.headers().get(h) {
                     out.push_str(&format!("{h}: {}\n", v.to_str().unwrap_or("?")));
                 }
@@ -135,8 +155,10 @@ async fn answer(
                 }
             });
             let mut r = text(StatusCode::SWITCHING_PROTOCOLS, String::new());
-            r.headers_mut().insert("upgrade", "websocket".parse().unwrap());
-            r.headers_mut().insert("connection", "upgrade".parse().unwrap());
+            r.headers_mut()
+                .insert("upgrade", "websocket".parse().unwrap());
+            r.headers_mut()
+                .insert("connection", "upgrade".parse().unwrap());
             r
         }
         _ => text(StatusCode::OK, name.to_string()),
@@ -149,7 +171,9 @@ pub async fn reset_server() -> (SocketAddr, JoinHandle<()>) {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
@@ -169,7 +193,9 @@ pub async fn tcp_echo_after_eof() -> (SocketAddr, JoinHandle<()>) {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut all = Vec::new();
                 if s.read_to_end(&mut all).await.is_ok() {
@@ -191,7 +217,9 @@ pub async fn tcp_record_first() -> (SocketAddr, JoinHandle<()>) {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut all = Vec::new();
                 let _ = s.read_to_end(&mut all).await;
@@ -239,7 +267,10 @@ pub async fn http_raw(addr: SocketAddr, request: &str) -> std::io::Result<(u16, 
             .nth(1)
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| std::io::Error::other(format!("no status in {text:?}")))?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         Ok((status, body))
     })
     .await
