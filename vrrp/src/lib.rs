@@ -13,9 +13,10 @@
 //! passes `now` in and executes the returned actions.
 
 mod error;
-pub mod io;
+pub mod router;
 mod units;
 pub mod wire;
 
 pub use error::Error;
+pub use router::{Action, Input, Router, RouterConfig, State, StateKind, TransitionReason};
 pub use units::{master_down_interval, skew_time, Centisecs, Priority, Secs, VrId};
