@@ -41,6 +41,8 @@ pub enum Error {
     ZeroRiseFall(String),
     #[error("track file content is not an integer: {0:?}")]
     TrackFileNotInteger(String),
+    #[error("duplicate sync group member {0:?}")]
+    DuplicateMember(String),
     #[error("unknown sync group member {0:?}")]
     UnknownMember(String),
 }
