@@ -14,6 +14,7 @@
 
 mod error;
 pub mod router;
+pub mod sync_group;
 pub mod track;
 mod units;
 pub mod wire;
