@@ -383,3 +383,44 @@ fn invalid_config_never_starts_the_daemon() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn check_config_reports_every_error_of_a_file_with_its_position() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sample = root.join("control/tests/configs/multi_error.toml");
+    let out = Command::new(HALB)
+        .arg("check-config")
+        .arg(&sample)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f = sample.display();
+    let expected = [
+        format!("{f}:4:18: metrics_listen must be an address with a port"),
+        format!("{f}:9:8: vrid must be 1..=255, got 300"),
+        format!("{f}:15:11: frontend 'web' names backend 'wbe' which does not exist"),
+        format!("{f}:19:54: unknown key 'servers[0].wieght'"),
+    ];
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{text}");
+    for (line, want) in lines.iter().zip(&expected) {
+        assert!(
+            line.starts_with(want.as_str()),
+            "{line:?} should start with {want:?}"
+        );
+    }
+    for example in ["examples/halb.toml", "examples/minimal.toml"] {
+        let out = Command::new(HALB)
+            .arg("check-config")
+            .arg(root.join(example))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{example}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
