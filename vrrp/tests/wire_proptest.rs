@@ -138,6 +138,27 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_payload_behind_valid_ipv4_header_never_panics(
+        payload in prop::collection::vec(any::<u8>(), 0..300),
+        ttl in prop::sample::select(vec![1u8, 64, 255]),
+    ) {
+        let header = Ipv4Header {
+            src: Ipv4Addr::new(192, 0, 2, 1),
+            dst: vrrp::wire::MULTICAST_V4,
+            tos: 0xc0,
+            ident: 1,
+            dont_frag: false,
+            ttl,
+            protocol: vrrp::wire::IP_PROTOCOL,
+            payload_len: payload.len() as u16,
+        };
+        let mut datagram = vec![0u8; 20];
+        header.emit(&mut datagram).expect("emit");
+        datagram.extend_from_slice(&payload);
+        vrrp::wire::fuzz_entry(&datagram);
+    }
+
+    #[test]
     fn flipped_bytes_never_panic(advert in v3_advert(v4_addrs()), ctx in ctx4(), at in any::<usize>(), bit in 0u8..8) {
         let mut bytes = advert.to_bytes(&ctx).expect("emit");
         let i = at % bytes.len();

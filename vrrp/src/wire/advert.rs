@@ -516,15 +516,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.buffer.as_mut()[field::CHECKSUM].copy_from_slice(&value.to_be_bytes());
     }
 
-    /// Writes address `index`; the caller keeps addresses in the packet's family.
-    pub fn set_address(&mut self, index: usize, addr: &IpAddr) {
+    /// Writes address `index` (the buffer must hold it); an address of the
+    /// other family is refused and nothing is written.
+    pub fn set_address(&mut self, index: usize, addr: &IpAddr) -> Result<(), Error> {
         let len = self.family.addr_len();
         let start = field::ADDRESSES + index * len;
         let out = &mut self.buffer.as_mut()[start..start + len];
-        match addr {
-            IpAddr::V4(a) => out.copy_from_slice(&a.octets()[..len.min(4)]),
-            IpAddr::V6(a) => out.copy_from_slice(&a.octets()[..len.min(16)]),
+        match (addr, self.family) {
+            (IpAddr::V4(a), Family::Ipv4) => out.copy_from_slice(&a.octets()),
+            (IpAddr::V6(a), Family::Ipv6) => out.copy_from_slice(&a.octets()),
+            _ => return Err(Error::WrongFamily(*addr)),
         }
+        Ok(())
     }
 
     pub fn set_v2_auth_data(&mut self, data: &[u8; V2_AUTH_DATA_LEN]) {
@@ -687,7 +690,7 @@ impl Advert {
             AdvertInterval::V3(cs) => packet.set_v3_max_adver_int(cs),
         }
         for (i, addr) in self.addresses.iter().enumerate() {
-            packet.set_address(i, addr);
+            packet.set_address(i, addr)?;
         }
         packet.fill_checksum(ctx);
         Ok(len)
@@ -912,6 +915,20 @@ mod tests {
                 available: 11
             })
         );
+    }
+
+    #[test]
+    fn setters_refuse_the_other_family() {
+        let mut buf = [0u8; 24];
+        let mut p = Packet::new_unchecked(&mut buf[..], Family::Ipv6);
+        assert_eq!(
+            p.set_address(0, &IpAddr::V4(VIP4)),
+            Err(Error::WrongFamily(IpAddr::V4(VIP4)))
+        );
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert_eq!(p.set_address(0, &v6), Ok(()));
+        p.set_addr_count(1);
+        assert_eq!(p.addresses().collect::<Vec<_>>(), vec![v6]);
     }
 
     #[test]
