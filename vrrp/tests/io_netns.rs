@@ -12,6 +12,7 @@ use vrrp::io::{
 };
 
 use testsupport::{Lab, Netns};
+use vrrp::wire::garp::{GratuitousArp, MacAddr, UnsolicitedNa};
 
 /// `ip <args>` inside `ns`; its stdout. Panics on failure.
 fn ip_out(ns: &Netns, args: &[&str]) -> String {
@@ -250,15 +251,7 @@ fn pair(lab: &Lab, v4: Option<(&str, &str)>) -> (Netns, Netns) {
 }
 
 fn garp_frame(mac: [u8; 6], addr: Ipv4Addr) -> Vec<u8> {
-    let mut f = Vec::with_capacity(42);
-    f.extend_from_slice(&[0xff; 6]);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&[0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&addr.octets());
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&addr.octets());
-    f
+    GratuitousArp::new(MacAddr(mac), addr).frame().to_vec()
 }
 
 #[test]
@@ -282,15 +275,19 @@ fn io_garp_burst_arrives_three_times_spaced() {
         "MAC {mac_text} in {shown}"
     );
 
-    let frame = garp_frame(mac, Ipv4Addr::new(10, 9, 0, 100));
-    let expected = frame.clone();
+    let garp = garp_frame(mac, Ipv4Addr::new(10, 9, 0, 100));
+    let na = UnsolicitedNa::new(MacAddr(mac), "2001:db8:9::100".parse().expect("addr"))
+        .frame()
+        .to_vec();
+    let (garp_want, na_want) = (garp.clone(), na.clone());
     let (ready_tx, ready_rx) = std_mpsc::channel();
     let receiver = spawn_in(&b, move || async move {
         let nl = Netlink::connect().expect("netlink");
         let idx = nl.ifindex("veth-b").await.expect("ifindex");
-        let rx = FrameReceiver::open(idx, 0x0806).expect("receiver");
+        let rx = FrameReceiver::open(idx, ETH_P_ALL).expect("receiver");
         ready_tx.send(()).expect("ready");
         let mut seen = Vec::new();
+        let mut seen_na = 0;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         let mut buf = [0u8; 2048];
         // Wait for three, then a while more to catch a fourth.
@@ -298,7 +295,8 @@ fn io_garp_burst_arrives_three_times_spaced() {
         loop {
             let until = quiet_until.unwrap_or(deadline).min(deadline);
             match tokio::time::timeout_at(until, rx.recv(&mut buf)).await {
-                Ok(Ok(n)) if buf[..n] == expected[..] => {
+                Ok(Ok(n)) if buf[..n] == na_want[..] => seen_na += 1,
+                Ok(Ok(n)) if buf[..n] == garp_want[..] => {
                     seen.push(Instant::now());
                     if seen.len() == 3 {
                         quiet_until =
@@ -310,7 +308,7 @@ fn io_garp_burst_arrives_three_times_spaced() {
                 Err(_) => break,
             }
         }
-        seen
+        (seen, seen_na)
     });
     ready_rx
         .recv_timeout(Duration::from_secs(5))
@@ -320,7 +318,7 @@ fn io_garp_burst_arrives_three_times_spaced() {
         let sender = GratuitousSender::open(ifindex).expect("sender");
         sender
             .burst(
-                &[frame],
+                &[garp, na],
                 Burst {
                     repeat: 3,
                     interval,
@@ -328,10 +326,11 @@ fn io_garp_burst_arrives_three_times_spaced() {
             )
             .await
     });
-    assert_eq!(report.sent, 3);
+    assert_eq!(report.sent, 6);
     assert_eq!(report.failed, 0);
-    let seen = join(receiver);
+    let (seen, seen_na) = join(receiver);
     assert_eq!(seen.len(), 3, "exactly three GARPs seen");
+    assert_eq!(seen_na, 3, "exactly three unsolicited NAs seen");
     for gap in seen.windows(2).map(|w| w[1] - w[0]) {
         assert!(
             gap >= Duration::from_millis(120) && gap <= Duration::from_millis(300),

@@ -12,8 +12,9 @@
 //!   limit 255 from the configured (link-local) source via `IPV6_PKTINFO`.
 //! - Unicast mode (non-empty peer list): no group is joined, adverts go to
 //!   each peer, and datagrams from any other source are dropped, counted in
-//!   `halb_vrrp_rx_dropped_total{instance,reason="not_a_peer"}` and reported
-//!   as [`Inbound::NotFromPeer`].
+//!   `halb_vrrp_rx_dropped_total{instance,reason="not_from_peer"}` (through
+//!   [`crate::wire::record_rx_drop`]) and reported as [`Inbound::NotFromPeer`];
+//!   the driver must not count them again.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
@@ -30,13 +31,14 @@ use tracing::debug;
 
 use super::error::IoError;
 use super::sys;
+use crate::wire::{record_rx_drop, DropReason};
 
 /// IP protocol number of VRRP.
 pub const IPPROTO_VRRP: i32 = 112;
 /// The IPv4 VRRP multicast group.
-pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+pub const VRRP_GROUP_V4: Ipv4Addr = crate::wire::MULTICAST_V4;
 /// The IPv6 VRRP multicast group.
-pub const VRRP_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+pub const VRRP_GROUP_V6: Ipv6Addr = crate::wire::MULTICAST_V6;
 /// TTL / hop limit of every VRRP packet sent, and required on receive in multicast mode.
 pub const VRRP_TTL: u8 = 255;
 
@@ -333,24 +335,15 @@ impl VrrpSocket {
         .map_err(IoError::socket("recvmsg"))?;
         let (dgram, truncated) = got;
         if truncated {
-            self.count_drop("truncated");
+            record_rx_drop(&self.cfg.instance, DropReason::Truncated);
             return Ok(Inbound::Truncated { src: dgram.src });
         }
         if !self.cfg.peers.is_empty() && !self.cfg.peers.contains(&dgram.src) {
-            self.count_drop("not_a_peer");
+            record_rx_drop(&self.cfg.instance, DropReason::NotFromPeer);
             debug!(instance = %self.cfg.instance, src = %dgram.src, "VRRP datagram from a non-peer dropped");
             return Ok(Inbound::NotFromPeer { src: dgram.src });
         }
         Ok(Inbound::Accepted(dgram))
-    }
-
-    fn count_drop(&self, reason: &'static str) {
-        metrics::counter!(
-            "halb_vrrp_rx_dropped_total",
-            "instance" => self.cfg.instance.clone(),
-            "reason" => reason
-        )
-        .increment(1);
     }
 }
 

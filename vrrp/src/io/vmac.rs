@@ -15,6 +15,8 @@ use tracing::info;
 use super::error::{errno_of, IoError};
 use super::netlink::Netlink;
 use super::transport::Family;
+use crate::wire::garp::MacAddr;
+use crate::VrId;
 
 /// Macvlan mode of the virtual MAC interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,11 +39,11 @@ impl VmacMode {
 
 /// The virtual router MAC for `vrid` (RFC 9568 section 7.3).
 pub fn vmac_address(vrid: u8, family: Family) -> [u8; 6] {
-    let kind = match family {
-        Family::V4 => 0x01,
-        Family::V6 => 0x02,
+    let mac = match family {
+        Family::V4 => MacAddr::vrrp_v4(VrId(vrid)),
+        Family::V6 => MacAddr::vrrp_v6(VrId(vrid)),
     };
-    [0x00, 0x00, 0x5e, 0x00, kind, vrid]
+    mac.0
 }
 
 /// keepalived's default name for the virtual MAC interface: `vrrp.<vrid>`.
