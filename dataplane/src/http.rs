@@ -3,7 +3,8 @@
 //! servers over HTTP/1.1 through a pooled keep-alive client.
 //!
 //! Client-side protections: the request head must arrive within
-//! `client_header` (slowloris), heads larger than `max_header_size` get 431,
+//! `client_header` (slowloris; hyper also applies it to an idle keep-alive
+//! connection waiting for its next request), heads larger than `max_header_size` get 431,
 //! malformed requests 400 (both answered by hyper's HTTP/1 parser).
 //! Server-side: connect failures of idempotent requests without a body are
 //! retried on another server; no server up gives 503 with a short body; a
@@ -46,7 +47,8 @@ type UpBody = BoxBody<Bytes, hyper::Error>;
 pub type RespBody = BoxBody<Bytes, BoxError>;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// hyper refuses an HTTP/1 read buffer smaller than this.
+/// hyper refuses an HTTP/1 read buffer smaller than this; the buffer is
+/// twice the header limit so the limit, not the buffer, decides the 431.
 const MIN_H1_BUF: usize = 8192;
 
 /// Pooled keep-alive HTTP/1.1 client of one frontend.
@@ -175,7 +177,8 @@ async fn serve_conn(
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(fe.cfg.timeouts.client_header)
-            .max_buf_size(max_header.max(MIN_H1_BUF))
+            .max_header_size(max_header)
+            .max_buf_size(max_header.max(MIN_H1_BUF).saturating_mul(2))
             .keep_alive(true)
             .serve_connection(io, svc)
             .with_upgrades();

@@ -88,7 +88,6 @@ pub(crate) struct ServerShared {
     last_check: Mutex<Option<CheckReport>>,
     drain: Mutex<DrainCtl>,
     drain_timeout: Mutex<Duration>,
-    slow_start: Mutex<Duration>,
     /// Pokes the health driver (a new timer after a passive ejection).
     pub wake: Notify,
     pub metrics: ServerMetrics,
@@ -148,7 +147,6 @@ impl ServerShared {
                 generation: 0,
             }),
             drain_timeout: Mutex::new(b.drain_timeout),
-            slow_start: Mutex::new(b.slow_start),
             wake: Notify::new(),
             metrics,
             rt,
@@ -158,7 +156,6 @@ impl ServerShared {
     fn update_params(&self, b: &BackendConfig) {
         lock(&self.health).set_params(health_params(b));
         *lock(&self.drain_timeout) = b.drain_timeout;
-        *lock(&self.slow_start) = b.slow_start;
     }
 
     /// Current effective state.
@@ -166,8 +163,8 @@ impl ServerShared {
         state_from_code(self.state.load(Ordering::Relaxed))
     }
 
-    fn effective_weight(&self, now: Instant, weight: u32) -> u32 {
-        if lock(&self.slow_start).is_zero() {
+    fn effective_weight(&self, now: Instant, weight: u32, slow_start: Duration) -> u32 {
+        if slow_start.is_zero() {
             return if self.state() == ServerState::Up {
                 weight
             } else {
@@ -371,7 +368,8 @@ impl ServerView for View<'_> {
     }
     fn weight(&self, i: usize) -> u32 {
         let s = &self.b.servers[i];
-        s.shared.effective_weight(self.now, u32::from(s.cfg.weight))
+        s.shared
+            .effective_weight(self.now, u32::from(s.cfg.weight), self.b.cfg.slow_start)
     }
     fn load(&self, i: usize) -> u64 {
         self.b.servers[i].shared.active.load(Ordering::Relaxed)
@@ -987,6 +985,9 @@ impl Runtime {
     /// connections finish; removed servers drain for `drain_timeout`.
     pub fn apply(&self, config: &Config) -> Result<ReloadDiff, Error> {
         let inner = &self.inner;
+        // Sockets are registered with the runtime kept at construction, so
+        // this works from any thread.
+        let _enter = inner.rt.enter();
         let mut control = lock(&inner.control);
         if control.shutting_down {
             return Err(Error::ShuttingDown);

@@ -390,3 +390,54 @@ async fn maglev_header_key_is_sticky() {
     assert!(distinct.len() >= 2, "all users on one server: {owners:?}");
     rt.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn proxy_protocol_accepted_on_http_frontend() {
+    let s = TestServer::start("s1").await;
+    let (rt, addr) = start(&http_config(
+        &[("s1", s.addr)],
+        "",
+        "accept_proxy_protocol = true",
+    ))
+    .await;
+    let (status, body) = http_raw(
+        addr,
+        "PROXY TCP4 203.0.113.9 198.51.100.1 5555 80\r\nGET /headers HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("x-forwarded-for: 203.0.113.9"), "{body}");
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn backup_server_only_when_primaries_are_down() {
+    let p = TestServer::start("primary").await;
+    let b = TestServer::start("backup").await;
+    let cfg = format!(
+        r#"
+[[frontend]]
+name = "web"
+bind = "127.0.0.1:0"
+mode = "http"
+backend = "web"
+
+[[backend]]
+name = "web"
+servers = [ {{ name = "p", address = "{}" }}, {{ name = "b", address = "{}", backup = true }} ]
+health = {{ kind = "none" }}
+"#,
+        p.addr, b.addr
+    );
+    let (rt, addr) = start(&cfg).await;
+    for _ in 0..4 {
+        assert_eq!(get(addr, "/").await.unwrap().1, "primary");
+    }
+    rt.server_admin("web", "p", dataplane::AdminAction::Disable)
+        .unwrap();
+    for _ in 0..4 {
+        assert_eq!(get(addr, "/").await.unwrap().1, "backup");
+    }
+    rt.shutdown(Duration::from_secs(5)).await;
+}
