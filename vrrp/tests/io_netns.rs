@@ -344,25 +344,11 @@ fn io_garp_burst_cancel_stops_it() {
     testsupport::require_root!();
     let lab = new_lab("garpcancel");
     let (a, b) = pair(&lab, None);
-    let (ready_tx, ready_rx) = std_mpsc::channel();
-    let receiver = spawn_in(&b, move || async move {
-        let nl = Netlink::connect().expect("netlink");
-        let idx = nl.ifindex("veth-b").await.expect("ifindex");
-        let rx = FrameReceiver::open(idx, ETH_P_ALL).expect("receiver");
-        ready_tx.send(()).expect("ready");
-        let mut n_ours = 0;
-        let mut buf = [0u8; 2048];
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
-        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, rx.recv(&mut buf)).await {
-            if n >= 42 && buf[12..14] == [0x08, 0x06] && buf[28..32] == [10, 9, 0, 101] {
-                n_ours += 1;
-            }
-        }
-        n_ours
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("receiver ready");
+    let receiver = count_garps_for(
+        &b,
+        Ipv4Addr::new(10, 9, 0, 101),
+        Duration::from_millis(1500),
+    );
     block_in(&a, || async {
         let nl = Netlink::connect().expect("netlink");
         let link = nl.link("veth-a").await.expect("link");
@@ -381,6 +367,66 @@ fn io_garp_burst_cancel_stops_it() {
     });
     let n = join(receiver);
     assert_eq!(n, 2, "rounds at 0 and 200 ms only, then cancelled");
+}
+
+#[test]
+fn io_garp_refresh_repeats_until_cancelled() {
+    testsupport::require_root!();
+    let lab = new_lab("garprefresh");
+    let (a, b) = pair(&lab, None);
+    let receiver = count_garps_for(
+        &b,
+        Ipv4Addr::new(10, 9, 0, 102),
+        Duration::from_millis(1500),
+    );
+    block_in(&a, || async {
+        let nl = Netlink::connect().expect("netlink");
+        let link = nl.link("veth-a").await.expect("link");
+        let sender = std::sync::Arc::new(GratuitousSender::open(link.ifindex).expect("sender"));
+        let frame = garp_frame(link.mac.expect("mac"), Ipv4Addr::new(10, 9, 0, 102));
+        let burst = Burst {
+            repeat: 2,
+            interval: Duration::from_millis(20),
+        };
+        let handle = sender.spawn_refresh(vec![frame], burst, Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!handle.is_finished(), "refresh runs until cancelled");
+        handle.cancel();
+        assert_eq!(handle.wait().await, None, "cancelled");
+    });
+    let n = join(receiver);
+    assert_eq!(
+        n, 4,
+        "bursts of 2 at 200 and 400 ms, none at start, none after cancel"
+    );
+}
+
+/// Counts, on `veth-b` in `b`, the ARP frames whose target is `vip`, for `window`.
+fn count_garps_for(
+    b: &Netns,
+    vip: Ipv4Addr,
+    window: Duration,
+) -> std::thread::JoinHandle<testsupport::Result<usize>> {
+    let (ready_tx, ready_rx) = std_mpsc::channel();
+    let receiver = spawn_in(b, move || async move {
+        let nl = Netlink::connect().expect("netlink");
+        let idx = nl.ifindex("veth-b").await.expect("ifindex");
+        let rx = FrameReceiver::open(idx, ETH_P_ALL).expect("receiver");
+        ready_tx.send(()).expect("ready");
+        let mut n_ours = 0;
+        let mut buf = [0u8; 2048];
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, rx.recv(&mut buf)).await {
+            if n >= 42 && buf[12..14] == [0x08, 0x06] && buf[38..42] == vip.octets() {
+                n_ours += 1;
+            }
+        }
+        n_ours
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("receiver ready");
+    receiver
 }
 
 fn payload(tag: u8) -> Vec<u8> {

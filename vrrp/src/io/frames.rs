@@ -182,6 +182,40 @@ impl GratuitousSender {
     }
 }
 
+impl GratuitousSender {
+    /// Periodic refresh while master (keepalived's `garp_master_refresh`):
+    /// every `every`, one burst of `burst`; the first one `every` after the
+    /// call (the initial burst on becoming master is [`GratuitousSender::burst`]).
+    /// Runs until cancelled through the handle. `every` of zero is raised to 1 ms.
+    pub fn spawn_refresh(
+        self: &Arc<Self>,
+        frames: Vec<Vec<u8>>,
+        burst: Burst,
+        every: Duration,
+    ) -> BurstHandle {
+        let sender = Arc::clone(self);
+        let every = every.max(Duration::from_millis(1));
+        BurstHandle {
+            task: tokio::spawn(refresh_loop(sender, frames, burst, every)),
+        }
+    }
+}
+
+/// Never returns: bursts every `every` until its task is aborted.
+async fn refresh_loop(
+    sender: Arc<GratuitousSender>,
+    frames: Vec<Vec<u8>>,
+    burst: Burst,
+    every: Duration,
+) -> BurstReport {
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        sender.burst(&frames, burst).await;
+    }
+}
+
 /// A burst running on its own task.
 #[derive(Debug)]
 pub struct BurstHandle {
