@@ -337,7 +337,9 @@ async fn websocket_upgrade_passthrough() {
             .unwrap();
         assert_eq!(buf, msg);
     }
-    rt.shutdown(Duration::from_secs(5)).await;
+    drop(c);
+    let report = rt.shutdown(Duration::from_secs(5)).await;
+    assert!(report.drained, "the tunnel ends when the client closes");
 }
 
 #[tokio::test]
