@@ -37,8 +37,12 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub enum Request {
     /// Liveness check; answers `"pong"`.
     Ping {},
-    /// The full status of the daemon and of each running part.
-    Status {},
+    /// The full status of the daemon and of each running part: JSON, or
+    /// with `"text": true` the rendered text of `halb status`.
+    Status {
+        #[serde(default)]
+        text: bool,
+    },
     /// Re-read and apply the config file, like SIGHUP.
     Reload {},
     /// Runtime control of one server of a backend.
@@ -288,7 +292,7 @@ mod tests {
     #[test]
     fn requests_parse_from_their_documented_form() {
         let r = Request::from_line(r#"{"cmd":"status"}"#).unwrap();
-        assert_eq!(r, Request::Status {});
+        assert_eq!(r, Request::Status { text: false });
         let r: Request = serde_json::from_str(
             r#"{"cmd":"server","action":"drain","backend":"web","server":"a"}"#,
         )

@@ -15,6 +15,7 @@ use control::config::Config;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::admin::{self, Request, Response};
+use crate::parts::dataplane::DataplanePart;
 use crate::shutdown;
 use crate::status::{AdminStatus, MetricsStatus, ReloadReport, Status};
 use crate::telemetry;
@@ -79,6 +80,7 @@ pub struct Daemon {
     metrics_listen: Option<SocketAddr>,
     /// The address actually bound (differs when the config says port 0).
     metrics_bound: Option<SocketAddr>,
+    dataplane: DataplanePart,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -86,7 +88,12 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 impl Daemon {
-    fn new(source: ConfigSource, config: Config, metrics_bound: Option<SocketAddr>) -> Daemon {
+    fn new(
+        source: ConfigSource,
+        config: Config,
+        metrics_bound: Option<SocketAddr>,
+        dataplane: DataplanePart,
+    ) -> Daemon {
         let now = SystemTime::now();
         let admin_socket = config.node.admin_socket.clone();
         let metrics_listen = config.node.metrics_listen;
@@ -103,12 +110,8 @@ impl Daemon {
             admin_socket,
             metrics_listen,
             metrics_bound,
+            dataplane,
         }
-    }
-
-    /// The running config snapshot.
-    pub fn running(&self) -> Arc<Running> {
-        self.running.load_full()
     }
 
     /// Re-reads the config and applies it if valid; keeps the running one if not.
@@ -121,7 +124,13 @@ impl Daemon {
                 .as_secs_f64(),
         );
         let old = self.running.load_full();
-        let report = match self.source.load() {
+        let loaded = self.source.load().and_then(|config| {
+            let mut changes = self.node_changes(&old.config, &config);
+            let dp = self.dataplane.reload(&config).map_err(|e| vec![e])?;
+            changes.extend(dp);
+            Ok((config, changes))
+        });
+        let report = match loaded {
             Err(errors) => {
                 metrics::counter!("halb_config_reload_failures_total").increment(1);
                 metrics::gauge!("halb_config_last_reload_success").set(0.0);
@@ -143,8 +152,7 @@ impl Daemon {
                     changes: Vec::new(),
                 }
             }
-            Ok(config) => {
-                let changes = self.node_changes(&old.config, &config);
+            Ok((config, changes)) => {
                 let generation = old.generation + 1;
                 self.running.store(Arc::new(Running {
                     generation,
@@ -218,13 +226,17 @@ impl Daemon {
             metrics: self.metrics_bound.map(|l| MetricsStatus {
                 listen: l.to_string(),
             }),
+            dataplane: self.dataplane.status(),
         }
     }
 
     pub async fn handle_admin(&self, request: Request) -> Response {
         match request {
             Request::Ping {} => Response::ok(serde_json::json!("pong")),
-            Request::Status {} => match serde_json::to_value(self.status().await) {
+            Request::Status { text: true } => {
+                Response::ok(serde_json::Value::String(self.status().await.render()))
+            }
+            Request::Status { text: false } => match serde_json::to_value(self.status().await) {
                 Ok(v) => Response::ok(v),
                 Err(e) => Response::err(format!("cannot encode status: {e}")),
             },
@@ -247,10 +259,13 @@ impl Daemon {
                 }
             }
             Request::Server {
-                backend, server, ..
-            } => Response::err(format!(
-                "no server {backend}/{server}: this node runs no backend of that name"
-            )),
+                action,
+                backend,
+                server,
+            } => match self.dataplane.server_admin(&backend, &server, action) {
+                Ok(msg) => Response::ok(serde_json::Value::String(msg)),
+                Err(e) => Response::err(e),
+            },
             Request::Node { action } => Response::err(format!(
                 "node {action:?} needs a VRRP instance or a cluster section; this config has neither"
             )),
@@ -294,9 +309,22 @@ pub async fn run(source: ConfigSource, config: Config, _opts: RunOptions) -> u8 
         },
     };
 
+    let dataplane = match DataplanePart::start(&config) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("{e}");
+            let _ = std::fs::remove_file(&config.node.admin_socket);
+            return exit::STARTUP;
+        }
+    };
     let node_name = config.node.name.clone();
     let metrics_bound = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let daemon = Arc::new(Daemon::new(source.clone(), config, metrics_bound));
+    let daemon = Arc::new(Daemon::new(
+        source.clone(),
+        config,
+        metrics_bound,
+        dataplane,
+    ));
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(admin::serve(
@@ -346,8 +374,16 @@ pub async fn run(source: ConfigSource, config: Config, _opts: RunOptions) -> u8 
     }
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let deadline = tokio::time::Instant::now() + shutdown_timeout;
+    // Parts first (connections drain while the admin socket still answers),
+    // then the daemon's own tasks.
+    daemon.dataplane.shutdown(shutdown_timeout).await;
     trigger.trigger();
-    let code = stop_parts(&mut tasks, shutdown_timeout).await;
+    let code = stop_parts(
+        &mut tasks,
+        deadline.saturating_duration_since(tokio::time::Instant::now()),
+    )
+    .await;
     let _ = std::fs::remove_file(&daemon.admin_socket);
     tracing::info!(code, "halb stopped");
     code

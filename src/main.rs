@@ -4,6 +4,7 @@ mod admin;
 mod daemon;
 mod demo;
 mod logging;
+mod parts;
 mod shutdown;
 mod stats_page;
 mod status;
@@ -127,7 +128,7 @@ fn main() -> ExitCode {
         Command::Run { config } => cmd_run(config),
         Command::CheckConfig { file } => cmd_check_config(&file),
         Command::Status { json, client } => {
-            client_cmd(&client, Request::Status {}, move |r| print_status(r, json))
+            client_cmd(&client, Request::Status { text: !json }, print_status)
         }
         Command::Reload { client } => client_cmd(&client, Request::Reload {}, print_reload),
         Command::Node { action, client } => {
@@ -265,28 +266,22 @@ fn print_error(r: &admin::Response) -> u8 {
     1
 }
 
-fn print_status(r: &admin::Response, json: bool) -> u8 {
+fn print_status(r: &admin::Response) -> u8 {
     if !r.ok {
         return print_error(r);
     }
-    let value = r.result.clone().unwrap_or(serde_json::Value::Null);
-    if json {
-        println!(
+    match &r.result {
+        Some(serde_json::Value::String(text)) => print!("{text}"),
+        Some(v) => println!(
             "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
-        );
-        return 0;
-    }
-    match serde_json::from_value::<status::Status>(value) {
-        Ok(s) => {
-            print!("{}", s.render());
-            0
-        }
-        Err(e) => {
-            eprintln!("halb: unreadable status from the daemon: {e}");
-            1
+            serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+        ),
+        None => {
+            eprintln!("halb: the daemon sent an empty status");
+            return 1;
         }
     }
+    0
 }
 
 fn print_reload(r: &admin::Response) -> u8 {

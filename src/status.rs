@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 /// The whole status view.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub node: String,
     pub version: String,
@@ -24,6 +24,8 @@ pub struct Status {
     pub last_reload: Option<ReloadReport>,
     pub admin: AdminStatus,
     pub metrics: Option<MetricsStatus>,
+    /// Frontends, backends and servers of the user-space data plane.
+    pub dataplane: dataplane::Status,
 }
 
 /// One reload attempt.
@@ -109,6 +111,7 @@ impl Status {
                 let _ = writeln!(out, "metrics: off (no node.metrics_listen)");
             }
         }
+        crate::parts::dataplane::render(&self.dataplane, &mut out);
         out
     }
 }
