@@ -23,6 +23,7 @@
 //! hash covers the names in order, so a mismatch is rejected and counted).
 
 pub mod membership;
+pub mod quorum;
 pub mod wire;
 
 mod types;
