@@ -63,8 +63,85 @@ pub fn render(status: &Status) -> String {
             o.push_str("</pre>");
         }
     }
+    dataplane_tables(&status.dataplane, &mut o);
     o.push_str("</body></html>\n");
     o
+}
+
+/// HAProxy-style tables: one for the frontends, one per backend with a row
+/// per server coloured by state.
+fn dataplane_tables(dp: &dataplane::Status, o: &mut String) {
+    if !dp.frontends.is_empty() {
+        o.push_str(
+            "<h2>Frontends</h2><table><tr><th class=\"l\">name</th><th class=\"l\">mode</th>\
+             <th class=\"l\">address</th><th class=\"l\">backend</th><th>active</th>\
+             <th>connections</th><th>requests</th><th>bytes in</th><th>bytes out</th>\
+             <th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th></tr>",
+        );
+        for f in &dp.frontends {
+            let _ = write!(
+                o,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td>\
+                 <td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&f.name),
+                esc(&format!("{:?}", f.mode).to_lowercase()),
+                f.local_addr.unwrap_or(f.bind),
+                esc(&f.backend),
+                f.active_connections,
+                f.total_connections,
+                f.requests,
+                f.bytes_in,
+                f.bytes_out,
+                f.responses.c2xx,
+                f.responses.c3xx,
+                f.responses.c4xx,
+                f.responses.c5xx,
+            );
+        }
+        o.push_str("</table>");
+    }
+    for b in &dp.backends {
+        let _ = write!(
+            o,
+            "<h2>Backend {} ({:?}, {} of {} up, queue {})</h2>\
+             <table><tr><th class=\"l\">server</th><th class=\"l\">address</th>\
+             <th class=\"l\">state</th><th>weight</th><th>active</th><th>total</th>\
+             <th>errors</th><th>bytes in</th><th>bytes out</th><th class=\"l\">last check</th></tr>",
+            esc(&b.name),
+            b.algorithm,
+            b.servers_up,
+            b.servers.len(),
+            b.queue_length
+        );
+        for s in &b.servers {
+            let class = s.state.as_str().to_ascii_lowercase();
+            let check = match &s.last_check {
+                None => "-".to_string(),
+                Some(c) if c.ok => format!("ok, {} us", c.latency_us),
+                Some(c) => format!("failed: {}", c.detail.as_deref().unwrap_or("")),
+            };
+            let _ = write!(
+                o,
+                "<tr class=\"{class}\"><td class=\"l\">{}{}</td><td class=\"l\">{}</td>\
+                 <td class=\"l\">{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+                esc(&s.name),
+                if s.backup { " (backup)" } else { "" },
+                s.address,
+                s.state.as_str(),
+                s.effective_weight,
+                s.weight,
+                s.active_connections,
+                s.total_requests,
+                s.errors,
+                s.bytes_in,
+                s.bytes_out,
+                esc(&check),
+            );
+        }
+        o.push_str("</table>");
+    }
 }
 
 #[cfg(test)]

@@ -130,8 +130,15 @@ impl Balancer {
         }
         match self.algorithm {
             Algorithm::RoundRobin => {
-                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-                (0..n).map(|k| (start + k) % n).find(|&i| ok(i))
+                // Rotate over the servers available now, so that a server
+                // leaving the rotation does not hand its turns to its
+                // neighbour (every available server keeps an equal share).
+                let available = (0..n).filter(|&i| ok(i)).count();
+                if available == 0 {
+                    return None;
+                }
+                let turn = self.cursor.fetch_add(1, Ordering::Relaxed) % available;
+                (0..n).filter(|&i| ok(i)).nth(turn)
             }
             Algorithm::WeightedRoundRobin => {
                 let mut current = match self.swrr.lock() {
@@ -313,10 +320,14 @@ mod tests {
             .collect();
         assert_eq!(seq, vec![0, 1, 2, 0, 1, 2]);
         v.servers[1].0 = false;
-        let seq: Vec<_> = (0..4)
+        let seq: Vec<_> = (0..8)
             .filter_map(|_| b.pick(&v, None, &[], &mut rng))
             .collect();
         assert!(!seq.contains(&1));
+        // The remaining servers share the turns equally: no server inherits
+        // the turns of the one that left.
+        let zeros = seq.iter().filter(|&&i| i == 0).count();
+        assert_eq!(zeros, 4, "{seq:?}");
         assert_eq!(b.pick(&v, None, &[0, 2], &mut rng), None);
     }
 
