@@ -348,7 +348,11 @@ fn malformed_admin_requests_get_errors_and_the_daemon_keeps_serving() {
     // Unknown server: clear error, exit 1.
     let out = daemon.cli(&["server", "drain", "nope/x"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown backend \"nope\""), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown backend \"nope\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
