@@ -5,8 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use control::cluster::wire::{
-    Body, ClusterId, ClusterKey, Codec, Header, HeartbeatBody, InstanceState, KeyError, Message,
-    NodeFlags, RejectReason, ReplayGuard, WitnessVoteBody,
+    Body, ClusterId, ClusterKey, Codec, Echo, Header, HeartbeatBody, InstanceState, KeyError,
+    Message, NodeFlags, RejectReason, ReplayGuard, WitnessVoteBody,
 };
 use control::cluster::{Incarnation, LinkId, NodeId, Seq};
 use proptest::prelude::*;
@@ -136,7 +136,14 @@ fn arb_body() -> impl Strategy<Value = Body> {
     let hb = (
         flags,
         proptest::collection::vec(arb_node(), 0..70),
-        proptest::collection::vec((arb_node(), any::<u64>().prop_map(Seq)), 0..20),
+        proptest::collection::vec(
+            (arb_node(), any::<u64>(), any::<u64>()).prop_map(|(node, i, s)| Echo {
+                node,
+                incarnation: Incarnation(i),
+                seq: Seq(s),
+            }),
+            0..20,
+        ),
         proptest::collection::vec((arb_node(), any::<u64>().prop_map(Incarnation)), 0..20),
         proptest::collection::vec(arb_instance(), 0..12),
     )
@@ -151,11 +158,13 @@ fn arb_body() -> impl Strategy<Value = Body> {
         });
     let wv = (
         any::<u64>(),
+        any::<u64>(),
         any::<bool>(),
         proptest::collection::vec(arb_node(), 0..70),
     )
-        .prop_map(|(echo, vote, partition)| {
+        .prop_map(|(inc, echo, vote, partition)| {
             Body::WitnessVote(WitnessVoteBody {
+                echo_incarnation: Incarnation(inc),
                 echo: Seq(echo),
                 vote,
                 partition,

@@ -40,7 +40,8 @@
 //! ```text
 //! flags u8 (quorate, standby, maintenance, leaving, failback_request)
 //! members: count u8, node id u16 each       (the nodes the sender sees up)
-//! echoes:  count u8, (node u16, seq u64)    (last seq received per peer)
+//! echoes:  count u8, (node u16, incarnation u64, seq u64)
+//!          (per peer: its incarnation and the last seq received from it)
 //! fenced:  count u8, (node u16, incarnation u64)
 //! instances: count u16, each: name_len u8, name (UTF-8), priority u8,
 //!            flags u8 (eligible, holds, has_owner), owner u16
@@ -49,7 +50,8 @@
 //! `kind` 2 (witness vote, witness to node) body:
 //!
 //! ```text
-//! echo seq u64 (the node's message it answers), vote u8 (0 or 1),
+//! echo incarnation u64, echo seq u64 (the node's message it answers),
+//! vote u8 (0 or 1),
 //! partition: count u8, node id u16 each (the member set the vote is for)
 //! ```
 //!
@@ -434,6 +436,18 @@ pub struct InstanceState {
     pub owner: Option<NodeId>,
 }
 
+/// The last message received from a peer, echoed back so the peer can
+/// tell how fresh the sender's information about it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Echo {
+    /// The peer.
+    pub node: NodeId,
+    /// Its incarnation.
+    pub incarnation: Incarnation,
+    /// The sequence number of the last message received from it.
+    pub seq: Seq,
+}
+
 /// Body of a heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HeartbeatBody {
@@ -441,8 +455,8 @@ pub struct HeartbeatBody {
     pub flags: NodeFlags,
     /// Nodes the sender sees up, itself included.
     pub members: Vec<NodeId>,
-    /// Per peer, the last sequence number the sender received from it.
-    pub echoes: Vec<(NodeId, Seq)>,
+    /// Per peer, the last message the sender received from it.
+    pub echoes: Vec<Echo>,
     /// Nodes the sender knows to be fenced, with the incarnation that was fenced.
     pub fenced: Vec<(NodeId, Incarnation)>,
     /// The sender's VRRP instances.
@@ -452,6 +466,8 @@ pub struct HeartbeatBody {
 /// Body of a witness reply.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WitnessVoteBody {
+    /// The incarnation of the node whose heartbeat this answers.
+    pub echo_incarnation: Incarnation,
     /// The sequence number of the node's heartbeat this answers.
     pub echo: Seq,
     /// Whether the witness gives its vote to the node's partition.
@@ -708,7 +724,7 @@ fn count_u8(what: &'static str, n: usize) -> Result<u8, EncodeError> {
 fn encode_heartbeat(b: &HeartbeatBody) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(
         8 + b.members.len() * 2
-            + b.echoes.len() * 10
+            + b.echoes.len() * 18
             + b.fenced.len() * 10
             + b.instances.len() * 24,
     );
@@ -718,9 +734,10 @@ fn encode_heartbeat(b: &HeartbeatBody) -> Result<Vec<u8>, EncodeError> {
         out.extend_from_slice(&m.0.to_be_bytes());
     }
     out.push(count_u8("echoes", b.echoes.len())?);
-    for (n, s) in &b.echoes {
-        out.extend_from_slice(&n.0.to_be_bytes());
-        out.extend_from_slice(&s.0.to_be_bytes());
+    for e in &b.echoes {
+        out.extend_from_slice(&e.node.0.to_be_bytes());
+        out.extend_from_slice(&e.incarnation.0.to_be_bytes());
+        out.extend_from_slice(&e.seq.0.to_be_bytes());
     }
     out.push(count_u8("fenced", b.fenced.len())?);
     for (n, i) in &b.fenced {
@@ -746,7 +763,8 @@ fn encode_heartbeat(b: &HeartbeatBody) -> Result<Vec<u8>, EncodeError> {
 }
 
 fn encode_witness(b: &WitnessVoteBody) -> Result<Vec<u8>, EncodeError> {
-    let mut out = Vec::with_capacity(10 + b.partition.len() * 2);
+    let mut out = Vec::with_capacity(18 + b.partition.len() * 2);
+    out.extend_from_slice(&b.echo_incarnation.0.to_be_bytes());
     out.extend_from_slice(&b.echo.0.to_be_bytes());
     out.push(u8::from(b.vote));
     out.push(count_u8("partition", b.partition.len())?);
@@ -795,7 +813,11 @@ fn decode_heartbeat(b: &[u8]) -> Option<HeartbeatBody> {
     let n = r.u8()?;
     let mut echoes = Vec::with_capacity(usize::from(n));
     for _ in 0..n {
-        echoes.push((NodeId(r.u16()?), Seq(r.u64()?)));
+        echoes.push(Echo {
+            node: NodeId(r.u16()?),
+            incarnation: Incarnation(r.u64()?),
+            seq: Seq(r.u64()?),
+        });
     }
     let n = r.u8()?;
     let mut fenced = Vec::with_capacity(usize::from(n));
@@ -835,6 +857,7 @@ fn decode_heartbeat(b: &[u8]) -> Option<HeartbeatBody> {
 
 fn decode_witness(b: &[u8]) -> Option<WitnessVoteBody> {
     let mut r = Reader { b };
+    let echo_incarnation = Incarnation(r.u64()?);
     let echo = Seq(r.u64()?);
     let vote = match r.u8()? {
         0 => false,
@@ -847,6 +870,7 @@ fn decode_witness(b: &[u8]) -> Option<WitnessVoteBody> {
         partition.push(NodeId(r.u16()?));
     }
     r.end().then_some(WitnessVoteBody {
+        echo_incarnation,
         echo,
         vote,
         partition,
@@ -951,7 +975,11 @@ mod tests {
                     failback_request: true,
                 },
                 members: vec![NodeId(0), NodeId(1)],
-                echoes: vec![(NodeId(0), Seq(77))],
+                echoes: vec![Echo {
+                    node: NodeId(0),
+                    incarnation: Incarnation(4),
+                    seq: Seq(77),
+                }],
                 fenced: vec![(NodeId(2), Incarnation(5))],
                 instances: vec![InstanceState {
                     name: "web".into(),
@@ -973,7 +1001,9 @@ mod tests {
         let body: Vec<u8> = vec![
             0b1_0101, // quorate | maintenance | failback_request
             2, 0, 0, 0, 1, // members 0, 1
-            1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 77, // echo node 0 seq 77
+            1, 0, 0, // one echo: node 0
+            0, 0, 0, 0, 0, 0, 0, 4, // incarnation 4
+            0, 0, 0, 0, 0, 0, 0, 77, // seq 77
             1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 5, // fenced node 2 incarnation 5
             0, 1, // one instance
             3, b'w', b'e', b'b', 150, 0b101, 0, 0, // eligible, has owner 0
@@ -1090,6 +1120,7 @@ mod tests {
                 seq: Seq(2),
             },
             body: Body::WitnessVote(WitnessVoteBody {
+                echo_incarnation: Incarnation(3),
                 echo: Seq(44),
                 vote: true,
                 partition: vec![NodeId(0), NodeId(2)],
@@ -1195,7 +1226,7 @@ mod tests {
             &codec,
             KIND_WITNESS_VOTE,
             0,
-            &[0, 0, 0, 0, 0, 0, 0, 1, 2, 0],
+            &[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0],
         );
         assert_eq!(codec.decode(&d), Err(RejectReason::Malformed));
         // Unknown kind, unknown flag.
