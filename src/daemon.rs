@@ -16,6 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::admin::{self, Request, Response};
 use crate::parts::dataplane::DataplanePart;
+use crate::parts::vrrp::VrrpPart;
 use crate::shutdown;
 use crate::status::{AdminStatus, MetricsStatus, ReloadReport, Status};
 use crate::telemetry;
@@ -81,6 +82,7 @@ pub struct Daemon {
     /// The address actually bound (differs when the config says port 0).
     metrics_bound: Option<SocketAddr>,
     dataplane: DataplanePart,
+    vrrp: VrrpPart,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -93,6 +95,7 @@ impl Daemon {
         config: Config,
         metrics_bound: Option<SocketAddr>,
         dataplane: DataplanePart,
+        vrrp: VrrpPart,
     ) -> Daemon {
         let now = SystemTime::now();
         let admin_socket = config.node.admin_socket.clone();
@@ -111,6 +114,7 @@ impl Daemon {
             metrics_listen,
             metrics_bound,
             dataplane,
+            vrrp,
         }
     }
 
@@ -125,11 +129,22 @@ impl Daemon {
         );
         let old = self.running.load_full();
         let loaded = self.source.load().and_then(|config| {
+            VrrpPart::check(&config).map_err(|e| vec![e])?;
             let mut changes = self.node_changes(&old.config, &config);
             let dp = self.dataplane.reload(&config).map_err(|e| vec![e])?;
             changes.extend(dp);
             Ok((config, changes))
         });
+        let loaded = match loaded {
+            Ok((config, mut changes)) => match self.vrrp.reload(&config).await {
+                Ok(v) => {
+                    changes.extend(v);
+                    Ok((config, changes))
+                }
+                Err(e) => Err(vec![e]),
+            },
+            Err(e) => Err(e),
+        };
         let report = match loaded {
             Err(errors) => {
                 metrics::counter!("halb_config_reload_failures_total").increment(1);
@@ -227,6 +242,7 @@ impl Daemon {
                 listen: l.to_string(),
             }),
             dataplane: self.dataplane.status(),
+            vrrp: self.vrrp.status().await,
         }
     }
 
@@ -266,9 +282,12 @@ impl Daemon {
                 Ok(msg) => Response::ok(serde_json::Value::String(msg)),
                 Err(e) => Response::err(e),
             },
-            Request::Node { action } => Response::err(format!(
-                "node {action:?} needs a VRRP instance or a cluster section; this config has neither"
-            )),
+            Request::Node { action } => match self.vrrp.node(action).await {
+                Some(msg) => Response::ok(serde_json::Value::String(msg)),
+                None => Response::err(format!(
+                    "node {action:?} needs a VRRP instance or a cluster section; this config has neither"
+                )),
+            },
         }
     }
 }
@@ -317,6 +336,14 @@ pub async fn run(source: ConfigSource, config: Config, _opts: RunOptions) -> u8 
             return exit::STARTUP;
         }
     };
+    let vrrp = match VrrpPart::start(&config).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("{e}");
+            let _ = std::fs::remove_file(&config.node.admin_socket);
+            return exit::STARTUP;
+        }
+    };
     let node_name = config.node.name.clone();
     let metrics_bound = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
     let daemon = Arc::new(Daemon::new(
@@ -324,6 +351,7 @@ pub async fn run(source: ConfigSource, config: Config, _opts: RunOptions) -> u8 
         config,
         metrics_bound,
         dataplane,
+        vrrp,
     ));
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks = tokio::task::JoinSet::new();
@@ -377,7 +405,11 @@ pub async fn run(source: ConfigSource, config: Config, _opts: RunOptions) -> u8 
     let deadline = tokio::time::Instant::now() + shutdown_timeout;
     // Parts first (connections drain while the admin socket still answers),
     // then the daemon's own tasks.
-    daemon.dataplane.shutdown(shutdown_timeout).await;
+    // VRRP masters resign (the peer takes the VIPs) while connections drain.
+    tokio::join!(
+        daemon.dataplane.shutdown(shutdown_timeout),
+        daemon.vrrp.shutdown(deadline)
+    );
     trigger.trigger();
     let code = stop_parts(
         &mut tasks,

@@ -63,6 +63,7 @@ pub fn render(status: &Status) -> String {
             o.push_str("</pre>");
         }
     }
+    crate::parts::vrrp::render_html(&status.vrrp, &mut o);
     dataplane_tables(&status.dataplane, &mut o);
     o.push_str("</body></html>\n");
     o

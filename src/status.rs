@@ -26,6 +26,8 @@ pub struct Status {
     pub metrics: Option<MetricsStatus>,
     /// Frontends, backends and servers of the user-space data plane.
     pub dataplane: dataplane::Status,
+    /// VRRP instances.
+    pub vrrp: crate::parts::vrrp::VrrpStatus,
 }
 
 /// One reload attempt.
@@ -112,6 +114,7 @@ impl Status {
             }
         }
         crate::parts::dataplane::render(&self.dataplane, &mut out);
+        crate::parts::vrrp::render(&self.vrrp, &mut out);
         out
     }
 }

@@ -4,3 +4,4 @@
 //! `shutdown` bounded by a deadline.
 
 pub mod dataplane;
+pub mod vrrp;

@@ -16,6 +16,7 @@ mod error;
 pub mod router;
 pub mod sync_group;
 pub mod track;
+pub mod driver;
 pub mod io;
 mod units;
 pub mod wire;
