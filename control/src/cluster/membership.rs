@@ -586,9 +586,7 @@ mod tests {
                             link,
                         },
                     ),
-                    Action::Event(Event::NodeDown { node }) if node == NodeId(1) => {
-                        down_at = Some(now)
-                    }
+                    Action::Event(Event::NodeDown { node: NodeId(1) }) => down_at = Some(now),
                     _ => {}
                 }
             }

@@ -22,6 +22,7 @@
 //! every node must list the nodes in the same order (the [`wire::ClusterId`]
 //! hash covers the names in order, so a mismatch is rejected and counted).
 
+pub mod coordinator;
 pub mod fence;
 pub mod membership;
 pub mod quorum;
