@@ -2,7 +2,7 @@
 /*
  * Programs for the XDP benchmark (benches/xdp/): a sender driven by
  * BPF_PROG_TEST_RUN in live-frames mode, a bare XDP_TX reflector (the
- * machine's ceiling) and a counting sink.
+ * machine's ceiling), a counting sink and a pass-through.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -38,6 +38,14 @@ int halb_bench_reflect(struct xdp_md *ctx)
 	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(eth->h_source, tmp, ETH_ALEN);
 	return XDP_TX;
+}
+
+/* Pass: lets a veth peer receive XDP_TX / redirected frames in native
+ * mode (veth needs an XDP program or GRO on the receiving end). */
+SEC("xdp")
+int halb_bench_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
 }
 
 /* Sink: count and drop. */

@@ -94,6 +94,9 @@ pub struct ServerXdpStatus {
     pub condition: ServerCondition,
     /// Maglev slots it holds (0 unless live).
     pub slots: u32,
+    /// Whether its next hop (route and neighbour MAC) is known; packets to
+    /// an unresolved server are dropped and counted until it is.
+    pub resolved: bool,
 }
 
 /// One XDP frontend in [`XdpStatus`].
@@ -1143,6 +1146,7 @@ impl XdpBalancer {
                                 .and_then(|t| t.slot_counts.iter().find(|(n, _)| *n == s.name))
                                 .map(|(_, c)| *c)
                                 .unwrap_or(0),
+                            resolved: s.hop.is_some(),
                         })
                         .collect(),
                     draining_removed: e.removed.len(),

@@ -1,6 +1,6 @@
 //! Programs for the XDP benchmark (`benches/xdp/`): a live-frames sender,
-//! a bare XDP_TX reflector (the ceiling of an interface) and a counting
-//! sink. Not used by the daemon.
+//! a bare XDP_TX reflector (the ceiling of an interface), a counting sink
+//! and a pass-through. Not used by the daemon.
 
 use std::time::Duration;
 
@@ -23,6 +23,9 @@ pub enum BenchProgram {
     Reflect,
     /// Counts and drops.
     Sink,
+    /// Returns XDP_PASS: attached natively to a veth, it lets that veth
+    /// receive frames its peer sends with XDP_TX or a redirect.
+    Pass,
 }
 
 impl BenchProgram {
@@ -31,6 +34,7 @@ impl BenchProgram {
             BenchProgram::Send => "halb_bench_send",
             BenchProgram::Reflect => "halb_bench_reflect",
             BenchProgram::Sink => "halb_bench_sink",
+            BenchProgram::Pass => "halb_bench_pass",
         }
     }
 }
@@ -56,6 +60,7 @@ impl BenchPrograms {
             BenchProgram::Send,
             BenchProgram::Reflect,
             BenchProgram::Sink,
+            BenchProgram::Pass,
         ] {
             Self::prog_mut(&mut ebpf, p)?
                 .load()
