@@ -53,6 +53,16 @@
 //! announced to the other nodes in heartbeats (`fenced`), so they need not
 //! fence the same node again.
 //!
+//! # Witness
+//!
+//! A witness reply counts as one vote while its lease runs (detection time
+//! from the send time of the heartbeat it answers) and while it was given
+//! to exactly this node's member set; after the member set shrank, a vote
+//! for the larger set still counts for one detection time, so a survivor
+//! keeps quorum while the witness confirms the new set. With a witness, a
+//! down node without fence device counts as gone (rule 2) only after it
+//! has been down for the detection time.
+//!
 //! # Fast takeover
 //!
 //! When an instance becomes allowed while its last known holder is down
@@ -462,6 +472,7 @@ struct Peer {
     gone: Gone,
     fence: FenceState,
     fence_retry_at: Option<Instant>,
+    down_since: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -512,6 +523,10 @@ pub struct Coordinator {
     last_sent: Option<Arc<View>>,
     fence_log: VecDeque<FenceRecord>,
     grace_until: Option<Instant>,
+    last_up: NodeSet,
+    members_changed_at: Instant,
+    /// The next moment a rule that depends on elapsed time may change.
+    wake_at: Option<Instant>,
 }
 
 impl Coordinator {
@@ -548,6 +563,7 @@ impl Coordinator {
             gone: Gone::No,
             fence: FenceState::Idle,
             fence_retry_at: None,
+            down_since: Some(now),
         };
         let locals = cfg
             .instances
@@ -590,6 +606,9 @@ impl Coordinator {
             last_sent: None,
             fence_log: VecDeque::new(),
             grace_until: Some(now + cfg.startup_grace),
+            last_up: NodeSet::single(cfg.me),
+            members_changed_at: now,
+            wake_at: None,
             cfg,
         };
         c.step(now);
@@ -656,6 +675,7 @@ impl Coordinator {
         consider(self.witness_until);
         consider(self.failback_until);
         consider(self.grace_until);
+        consider(self.wake_at);
         t
     }
 
@@ -1071,10 +1091,28 @@ impl Coordinator {
         self.membership.handle(now, membership::Input::SendSoon);
     }
 
+    /// The witness vote counts while its lease runs and it was given to
+    /// exactly this node's member set, or to a superset of it for up to one
+    /// detection time after the member set shrank (the time to get the
+    /// witness's answer for the new set without a quorum dip).
     fn witness_counts(&self, now: Instant) -> bool {
+        let up = self.membership.up_set();
+        let p = self.witness_partition;
         self.cfg.quorum.witness
             && self.witness_until.is_some_and(|t| now < t)
-            && self.witness_partition == self.membership.up_set()
+            && (p == up
+                || (up.0 & p.0 == up.0
+                    && now < self.members_changed_at + self.cfg.detection_time()))
+    }
+
+    /// Whether a down node without fence device may be treated as safe:
+    /// at once without a witness; with a witness only after the detection
+    /// time, when a vote it might still count has run out.
+    fn unfenced_safe(&self, now: Instant, node: NodeId) -> bool {
+        !self.cfg.quorum.witness
+            || self.peers[node.index()]
+                .down_since
+                .is_some_and(|t| now >= t + self.cfg.detection_time())
     }
 
     /// Everything after an input: membership events, quorum, elections,
@@ -1140,6 +1178,18 @@ impl Coordinator {
     fn recompute(&mut self, now: Instant) {
         let me = self.cfg.me;
         let up = self.membership.up_set();
+        if up != self.last_up {
+            self.members_changed_at = now;
+            for (i, p) in self.peers.iter_mut().enumerate() {
+                let n = NodeId(i as u16);
+                if up.contains(n) {
+                    p.down_since = None;
+                } else if p.down_since.is_none() {
+                    p.down_since = Some(now);
+                }
+            }
+            self.last_up = up;
+        }
         self.ever_seen.0 |= up.0;
         if up == self.all {
             self.all_seen_together = true;
@@ -1249,6 +1299,26 @@ impl Coordinator {
         if self.failback_until.is_some() && failback_satisfied {
             self.failback_until = None;
         }
+
+        // Time-based rules that may change without any input.
+        let mut wake: Option<Instant> = None;
+        if self.cfg.quorum.witness {
+            let d = self.cfg.detection_time();
+            let mut future = |t: Instant| {
+                if t > now {
+                    wake = Some(wake.map_or(t, |w| w.min(t)));
+                }
+            };
+            future(self.members_changed_at + d);
+            for (i, p) in self.peers.iter().enumerate() {
+                if !up.contains(NodeId(i as u16)) {
+                    if let Some(t) = p.down_since {
+                        future(t + d);
+                    }
+                }
+            }
+        }
+        self.wake_at = wake;
 
         // Fencing: the lowest node of a partition that may fence.
         if self.quorum.may_fence && !self.maintenance && !self.leaving && up.lowest() == Some(me) {
@@ -1364,7 +1434,8 @@ impl Coordinator {
                     _ => return false,
                 }
             } else if self.in_grace(now, n)
-                || (p.gone == Gone::No && self.cfg.fenceable.contains(n))
+                || (p.gone == Gone::No
+                    && (self.cfg.fenceable.contains(n) || !self.unfenced_safe(now, n)))
             {
                 return false;
             }

@@ -27,6 +27,7 @@ pub mod fence;
 pub mod membership;
 pub mod quorum;
 pub mod wire;
+pub mod witness;
 
 mod types;
 
