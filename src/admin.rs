@@ -53,6 +53,9 @@ pub enum Request {
     },
     /// Node modes.
     Node { action: NodeAction },
+    /// Hand the listening sockets to a new halb process (`halb run
+    /// --upgrade`): answered with SCM_RIGHTS, see `crate::upgrade`.
+    Upgrade {},
 }
 
 impl Request {
@@ -201,6 +204,12 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>, shutdown: Shutdown)
             None => return,
             Some(Ok(line)) if line.trim().is_empty() => continue,
             Some(Ok(line)) => match Request::from_line(&line) {
+                Ok(Request::Upgrade {}) => {
+                    metrics::counter!("halb_admin_requests_total", "result" => "ok").increment(1);
+                    let stream = framed.into_inner();
+                    daemon.hand_over(stream).await;
+                    return;
+                }
                 Ok(request) => {
                     metrics::counter!("halb_admin_requests_total", "result" => "ok").increment(1);
                     daemon.handle_admin(request).await

@@ -79,10 +79,18 @@ pub struct Daemon {
     admin_socket: PathBuf,
     /// `node.metrics_listen` as started (reloads do not move it).
     metrics_listen: Option<SocketAddr>,
-    /// The address actually bound (differs when the config says port 0).
-    metrics_bound: Option<SocketAddr>,
+    telemetry: Telemetry,
     dataplane: DataplanePart,
     vrrp: VrrpPart,
+    stop_tx: tokio::sync::mpsc::UnboundedSender<StopReason>,
+}
+
+/// The metrics listener as bound.
+struct Telemetry {
+    /// The address actually bound (differs when the config says port 0).
+    metrics_bound: Option<SocketAddr>,
+    /// A duplicate of the listening socket, for `halb run --upgrade`.
+    metrics_fd: Option<std::os::fd::OwnedFd>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -93,9 +101,10 @@ impl Daemon {
     fn new(
         source: ConfigSource,
         config: Config,
-        metrics_bound: Option<SocketAddr>,
+        telemetry: Telemetry,
         dataplane: DataplanePart,
         vrrp: VrrpPart,
+        stop_tx: tokio::sync::mpsc::UnboundedSender<StopReason>,
     ) -> Daemon {
         let now = SystemTime::now();
         let admin_socket = config.node.admin_socket.clone();
@@ -112,9 +121,10 @@ impl Daemon {
             started_at: now,
             admin_socket,
             metrics_listen,
-            metrics_bound,
+            telemetry,
             dataplane,
             vrrp,
+            stop_tx,
         }
     }
 
@@ -238,7 +248,7 @@ impl Daemon {
             admin: AdminStatus {
                 socket: self.admin_socket.display().to_string(),
             },
-            metrics: self.metrics_bound.map(|l| MetricsStatus {
+            metrics: self.telemetry.metrics_bound.map(|l| MetricsStatus {
                 listen: l.to_string(),
             }),
             dataplane: self.dataplane.status(),
@@ -282,6 +292,8 @@ impl Daemon {
                 Ok(msg) => Response::ok(serde_json::Value::String(msg)),
                 Err(e) => Response::err(e),
             },
+            // Answered by the admin server itself, which owns the connection.
+            Request::Upgrade {} => Response::err("upgrade needs its own admin connection"),
             Request::Node { action } => match self.vrrp.node(action).await {
                 Some(msg) => Response::ok(serde_json::Value::String(msg)),
                 None => Response::err(format!(
@@ -294,10 +306,156 @@ impl Daemon {
 
 /// Options of `halb run` that are not in the config.
 #[derive(Debug, Clone, Default)]
-pub struct RunOptions {}
+pub struct RunOptions {
+    /// Take over the listening sockets of the halb already running with
+    /// this config's admin socket (`halb run --upgrade`).
+    pub upgrade: bool,
+}
 
-/// Runs the daemon until SIGTERM/SIGINT; returns the process exit code.
-pub async fn run(source: ConfigSource, config: Config, _opts: RunOptions) -> u8 {
+/// Why the daemon stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGTERM or SIGINT: a planned stop (VRRP masters resign).
+    Signal,
+    /// A new process took over (`halb run --upgrade`): drain and exit, but
+    /// leave the admin socket path and the node's addresses to the new one.
+    Upgraded,
+}
+
+/// The sockets inherited from the process being replaced.
+struct Inherited {
+    /// Tells the old process we are ready; it then drains and exits.
+    channel: std::os::unix::net::UnixStream,
+    listeners: Vec<dataplane::ListenerFd>,
+    metrics: Option<std::net::TcpListener>,
+}
+
+/// Asks the running daemon at `socket` for its listening sockets.
+async fn take_over(socket: &std::path::Path) -> Result<Inherited, String> {
+    let socket = socket.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket).map_err(|e| {
+            format!(
+                "--upgrade: cannot reach the running halb at {}: {e}",
+                socket.display()
+            )
+        })?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(b"{\"cmd\":\"upgrade\"}\n")
+            .map_err(|e| format!("--upgrade: {e}"))?;
+        let (meta, fds) =
+            crate::upgrade::receive(&stream).map_err(|e| format!("--upgrade: {e}"))?;
+        let mut fds = fds.into_iter();
+        let mut listeners = Vec::new();
+        for l in meta.listeners {
+            let transport = match l.transport.as_str() {
+                "udp" => control::config::Transport::Udp,
+                _ => control::config::Transport::Tcp,
+            };
+            let fd = fds.next().ok_or("--upgrade: a socket is missing")?;
+            listeners.push(dataplane::ListenerFd {
+                frontend: l.frontend,
+                bind: l.bind,
+                transport,
+                fd,
+            });
+        }
+        let metrics = match meta.metrics {
+            Some(_) => fds.next().map(std::net::TcpListener::from),
+            None => None,
+        };
+        Ok(Inherited {
+            channel: stream,
+            listeners,
+            metrics,
+        })
+    })
+    .await
+    .map_err(|e| format!("--upgrade: {e}"))?
+}
+
+impl Daemon {
+    /// Old side of `halb run --upgrade`: hands every listening socket to the
+    /// new process, waits for its `ready`, then stops (draining). If the new
+    /// process goes away before `ready`, nothing changes here.
+    pub async fn hand_over(&self, stream: tokio::net::UnixStream) {
+        let fds = match self.dataplane.listener_fds() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "upgrade: cannot duplicate the listening sockets");
+                return;
+            }
+        };
+        let metrics_fd = self
+            .telemetry
+            .metrics_fd
+            .as_ref()
+            .and_then(|fd| fd.try_clone().ok());
+        let meta = crate::upgrade::Handoff {
+            listeners: fds
+                .iter()
+                .map(|l| crate::upgrade::HandedListener {
+                    frontend: l.frontend.clone(),
+                    bind: l.bind,
+                    transport: match l.transport {
+                        control::config::Transport::Udp => "udp".to_string(),
+                        control::config::Transport::Tcp => "tcp".to_string(),
+                    },
+                })
+                .collect(),
+            metrics: metrics_fd.as_ref().and(self.telemetry.metrics_bound),
+        };
+        let std_stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "upgrade: admin connection unusable");
+                return;
+            }
+        };
+        tracing::info!(
+            sockets = meta.listeners.len(),
+            "upgrade: handing over the listening sockets"
+        );
+        let outcome = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+            use std::io::BufRead as _;
+            use std::os::fd::AsFd as _;
+            std_stream.set_nonblocking(false)?;
+            let mut borrowed: Vec<std::os::fd::BorrowedFd<'_>> =
+                fds.iter().map(|l| l.fd.as_fd()).collect();
+            if let Some(m) = &metrics_fd {
+                borrowed.push(m.as_fd());
+            }
+            crate::upgrade::send(&std_stream, &meta, &borrowed)?;
+            // The new process may take a while to start its parts.
+            std_stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+            let mut line = String::new();
+            std::io::BufReader::new(&std_stream).read_line(&mut line)?;
+            Ok(line.trim() == "ready")
+        })
+        .await;
+        match outcome {
+            Ok(Ok(true)) => {
+                tracing::info!("upgrade: the new process is serving; draining and exiting");
+                let _ = self.stop_tx.send(StopReason::Upgraded);
+            }
+            Ok(Ok(false)) => {
+                tracing::warn!(
+                    "upgrade: the new process went away before it was ready; still serving"
+                )
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "upgrade: hand-over failed; still serving"),
+            Err(e) => tracing::warn!(error = %e, "upgrade: hand-over task failed; still serving"),
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT (or until a new process took
+/// over); returns the process exit code.
+pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
     let prometheus = match telemetry::recorder() {
         Ok(h) => h,
         Err(e) => {
@@ -309,6 +467,77 @@ pub async fn run(source: ConfigSource, config: Config, _opts: RunOptions) -> u8 
     metrics::gauge!("halb_config_generation").set(1.0);
     let shutdown_timeout = config.node.shutdown_timeout;
 
+    let mut inherited = if opts.upgrade {
+        match take_over(&config.node.admin_socket).await {
+            Ok(i) => {
+                tracing::info!(
+                    sockets = i.listeners.len(),
+                    "upgrade: received the listening sockets"
+                );
+                Some(i)
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                return exit::STARTUP;
+            }
+        }
+    } else {
+        None
+    };
+
+    let inherited_metrics = inherited.as_mut().and_then(|i| i.metrics.take());
+    let metrics_listener = match (config.node.metrics_listen, inherited_metrics) {
+        (None, _) => None,
+        (Some(addr), Some(l)) if l.local_addr().is_ok_and(|a| a == addr || addr.port() == 0) => {
+            match l
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(l))
+            {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::error!("metrics listener {addr}: {e}");
+                    return exit::STARTUP;
+                }
+            }
+        }
+        (Some(addr), _) => match telemetry::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!("metrics listener {addr}: {e}");
+                return exit::STARTUP;
+            }
+        },
+    };
+    let metrics_fd = metrics_listener.as_ref().and_then(|l| {
+        use std::os::fd::AsFd as _;
+        l.as_fd().try_clone_to_owned().ok()
+    });
+
+    let listeners = inherited
+        .as_mut()
+        .map(|i| std::mem::take(&mut i.listeners))
+        .unwrap_or_default();
+    let dataplane = match DataplanePart::start(&config, listeners) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::STARTUP;
+        }
+    };
+
+    let vrrp = match VrrpPart::start(&config).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::STARTUP;
+        }
+    };
+
+    // The admin socket last: until it is bound, a failed start leaves the
+    // running daemon (if any) untouched and reachable.
+    if inherited.is_some() {
+        let _ = std::fs::remove_file(&config.node.admin_socket);
+    }
     let admin_listener = match admin::bind(&config.node.admin_socket).await {
         Ok(l) => l,
         Err(e) => {
@@ -316,42 +545,20 @@ pub async fn run(source: ConfigSource, config: Config, _opts: RunOptions) -> u8 
             return exit::STARTUP;
         }
     };
-    let metrics_listener = match config.node.metrics_listen {
-        None => None,
-        Some(addr) => match telemetry::bind(addr).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                tracing::error!("metrics listener {addr}: {e}");
-                let _ = std::fs::remove_file(&config.node.admin_socket);
-                return exit::STARTUP;
-            }
-        },
-    };
 
-    let dataplane = match DataplanePart::start(&config) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!("{e}");
-            let _ = std::fs::remove_file(&config.node.admin_socket);
-            return exit::STARTUP;
-        }
-    };
-    let vrrp = match VrrpPart::start(&config).await {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!("{e}");
-            let _ = std::fs::remove_file(&config.node.admin_socket);
-            return exit::STARTUP;
-        }
-    };
     let node_name = config.node.name.clone();
     let metrics_bound = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let (stop_tx, mut stop_rx) = tokio::sync::mpsc::unbounded_channel();
     let daemon = Arc::new(Daemon::new(
         source.clone(),
         config,
-        metrics_bound,
+        Telemetry {
+            metrics_bound,
+            metrics_fd,
+        },
         dataplane,
         vrrp,
+        stop_tx,
     ));
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks = tokio::task::JoinSet::new();
@@ -380,26 +587,34 @@ pub async fn run(source: ConfigSource, config: Config, _opts: RunOptions) -> u8 
             return exit::STARTUP;
         }
     };
+    if let Some(i) = inherited.take() {
+        use std::io::Write as _;
+        let mut channel = i.channel;
+        if let Err(e) = channel.write_all(b"ready\n") {
+            tracing::warn!(error = %e, "upgrade: could not tell the old process we are ready");
+        }
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(
         node = %node_name,
         config = %source.display(),
         admin_socket = %daemon.admin_socket.display(),
-        metrics = ?daemon.metrics_bound,
+        metrics = ?daemon.telemetry.metrics_bound,
         "halb running"
     );
 
-    loop {
+    let reason = loop {
         tokio::select! {
             _ = hup.recv() => {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
                 daemon.reload("sighup").await;
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
             }
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break StopReason::Signal; }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break StopReason::Signal; }
+            Some(reason) = stop_rx.recv() => break reason,
         }
-    }
+    };
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let deadline = tokio::time::Instant::now() + shutdown_timeout;
@@ -416,8 +631,11 @@ pub async fn run(source: ConfigSource, config: Config, _opts: RunOptions) -> u8 
         deadline.saturating_duration_since(tokio::time::Instant::now()),
     )
     .await;
-    let _ = std::fs::remove_file(&daemon.admin_socket);
-    tracing::info!(code, "halb stopped");
+    if reason != StopReason::Upgraded {
+        // After an upgrade the path belongs to the new process.
+        let _ = std::fs::remove_file(&daemon.admin_socket);
+    }
+    tracing::info!(code, ?reason, "halb stopped");
     code
 }
 

@@ -9,6 +9,7 @@ mod shutdown;
 mod stats_page;
 mod status;
 mod telemetry;
+mod upgrade;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,11 @@ enum Command {
         /// The config file.
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
+        /// Replace the halb running with this config without dropping a
+        /// connection: take over its listening sockets and admin socket;
+        /// it then drains and exits.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config file: exit 0 if valid, 1 with FILE:LINE:COL: message lines if not.
     CheckConfig {
@@ -125,7 +131,7 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(match cli.command {
-        Command::Run { config } => cmd_run(config),
+        Command::Run { config, upgrade } => cmd_run(config, upgrade),
         Command::CheckConfig { file } => cmd_check_config(&file),
         Command::Status { json, client } => {
             client_cmd(&client, Request::Status { text: !json }, print_status)
@@ -204,7 +210,7 @@ fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, u8> {
     })
 }
 
-fn cmd_run(path: PathBuf) -> u8 {
+fn cmd_run(path: PathBuf, upgrade: bool) -> u8 {
     let source = ConfigSource::File(path);
     let config = match source.load() {
         Ok(c) => c,
@@ -220,7 +226,7 @@ fn cmd_run(path: PathBuf) -> u8 {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    rt.block_on(daemon::run(source, config, RunOptions::default()))
+    rt.block_on(daemon::run(source, config, RunOptions { upgrade }))
 }
 
 /// Runs one admin request and prints its answer with `print`.

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use control::config::Config;
-use dataplane::{AdminAction, Runtime, ServerState};
+use dataplane::{AdminAction, ListenerFd, Runtime, ServerState};
 
 use crate::admin::ServerAction;
 
@@ -16,8 +16,13 @@ pub struct DataplanePart {
 impl DataplanePart {
     /// Binds every frontend and starts the health checks. Needs the metrics
     /// recorder installed first (handles are registered here).
-    pub fn start(config: &Config) -> Result<DataplanePart, String> {
+    /// `inherited` are listening sockets handed over by the process this one
+    /// replaces (`halb run --upgrade`); matching frontends serve on them.
+    pub fn start(config: &Config, inherited: Vec<ListenerFd>) -> Result<DataplanePart, String> {
         let rt = Runtime::new().map_err(|e| format!("data plane: {e}"))?;
+        if !inherited.is_empty() {
+            rt.adopt_listeners(inherited);
+        }
         let diff = rt.apply(config).map_err(|e| format!("data plane: {e}"))?;
         for c in &diff.changes {
             tracing::debug!(change = %c, "data plane start");
@@ -36,6 +41,11 @@ impl DataplanePart {
                 .collect()),
             Err(e) => Err(format!("data plane: {e}")),
         }
+    }
+
+    /// Duplicates of every listening socket, for `halb run --upgrade`.
+    pub fn listener_fds(&self) -> std::io::Result<Vec<ListenerFd>> {
+        self.rt.listener_fds()
     }
 
     pub fn status(&self) -> dataplane::Status {
