@@ -29,12 +29,15 @@ impl Drop for Guard {
 /// A minimal HTTP/1.1 server: answers every request with 200 "ok",
 /// keeping connections alive.
 fn backend() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+    let addr = l.local_addr().expect("backend address");
     std::thread::spawn(move || {
         for conn in l.incoming().flatten() {
             std::thread::spawn(move || {
-                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let Ok(read_half) = conn.try_clone() else {
+                    return;
+                };
+                let mut r = BufReader::new(read_half);
                 let mut w = conn;
                 loop {
                     let mut line = String::new();
