@@ -40,19 +40,23 @@ for svc in nginx haproxy keepalived; do
 done
 
 export CARGO_TERM_COLOR=never
-step() { printf '\n=== %s\n' "$*"; }
+failed=()
+step() {
+  printf '\n=== %s\n' "$*"
+  if ! "$@"; then failed+=("$*"); fi
+}
 
-step "cargo fmt --check"
-cargo fmt --all -- --check
-
-step "cargo clippy --workspace --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
-
-step "cargo build --workspace --all-targets"
-cargo build --workspace --all-targets
-
-step "cargo test --workspace"
+step cargo fmt --all -- --check
+step cargo clippy --workspace --all-targets -- -D warnings
+step cargo build --workspace --all-targets
 # Test binaries run one at a time (namespaced tests create many processes);
 # each binary's own tests run in parallel threads. Bounded overall.
-timeout --signal=INT --kill-after=60 1800 \
+step timeout --signal=INT --kill-after=60 2400 \
   cargo test --workspace --no-fail-fast -- --test-threads="${HALB_TEST_THREADS:-2}"
+
+if ((${#failed[@]})); then
+  printf '\nFAILED steps:\n' >&2
+  printf '  %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+printf '\nall steps passed\n'
