@@ -1,0 +1,423 @@
+//! VRRP end to end: `halb run` routers in network namespaces on one bridge
+//! with a client. Every test checks which router the client really reaches
+//! (a UDP responder per router answers with its name, and the client's
+//! neighbour table holds that router's MAC for the VIP).
+
+mod common;
+mod vrrp_common;
+
+use std::time::Duration;
+
+use vrrp_common::{config, front, instance, vip, wait_state, Lan, VIP};
+
+const T: Duration = Duration::from_secs(10);
+
+#[test]
+fn vrrp_election_failover_on_kill_and_preempting_failback() {
+    testsupport::require_root!();
+    let lan = Lan::new("vel", 2, false);
+    let vips = format!("\"{VIP}/24\"");
+    let mut r1 = lan.start("r1", &config("r1", &front(150, &vips, "")));
+    let r2 = lan.start("r2", &config("r2", &front(100, &vips, "")));
+    let s1 = wait_state(&r1, "front", "master", T);
+    let s2 = wait_state(&r2, "front", "backup", T);
+    assert_eq!(s1["vips_held"], true);
+    assert_eq!(s2["master"], "10.0.0.1", "{s2}");
+    lan.assert_via(vip(), "r1");
+    assert!(!lan.holds("r2", vip()));
+
+    // kill -9: the VIP stays behind on r1, but r2 takes over and the
+    // client follows its gratuitous ARP.
+    r1.crash();
+    let s2 = wait_state(&r2, "front", "master", T);
+    assert_eq!(s2["last_transition"]["reason"], "master_down_timer", "{s2}");
+    lan.assert_via(vip(), "r2");
+
+    // r1 comes back: the stale VIP is removed before the election, then r1
+    // (higher priority, preempt) takes over again.
+    let r1 = lan.start("r1", &config("r1", &front(150, &vips, "")));
+    let s1 = wait_state(&r1, "front", "master", T);
+    assert_eq!(s1["last_transition"]["reason"], "preempted", "{s1}");
+    let s2 = wait_state(&r2, "front", "backup", T);
+    assert_eq!(
+        s2["last_transition"]["reason"], "higher_priority_advert",
+        "{s2}"
+    );
+    lan.assert_via(vip(), "r1");
+    assert!(
+        r1.log().contains("stale VIP removed"),
+        "no stale VIP cleanup in the log:\n{}",
+        r1.log()
+    );
+    assert!(!lan.holds("r2", vip()));
+    let _ = instance(&r1, "front");
+}
+
+#[test]
+fn vrrp_link_down_fails_over_and_no_failback_without_preempt() {
+    testsupport::require_root!();
+    let lan = Lan::new("vln", 2, false);
+    let vips = format!("\"{VIP}/24\"");
+    let r1 = lan.start("r1", &config("r1", &front(150, &vips, "preempt = false")));
+    wait_state(&r1, "front", "master", T);
+    let r2 = lan.start("r2", &config("r2", &front(100, &vips, "preempt = false")));
+    wait_state(&r2, "front", "backup", T);
+    lan.assert_via(vip(), "r1");
+
+    // r1's cable is pulled: r1 goes to fault, r2 takes over.
+    lan.router("r1").port.unplug().expect("unplug");
+    let s1 = wait_state(&r1, "front", "fault", T);
+    assert_eq!(s1["vips_held"], false, "{s1}");
+    let s2 = wait_state(&r2, "front", "master", T);
+    assert_eq!(s2["last_transition"]["reason"], "master_down_timer");
+    lan.assert_via(vip(), "r2");
+
+    // Cable back: r1 has the higher priority but preempt is off, so it
+    // stays backup and the client keeps reaching r2.
+    lan.router("r1").port.plug().expect("plug");
+    let s1 = wait_state(&r1, "front", "backup", T);
+    assert_eq!(s1["last_transition"]["reason"], "fault_cleared", "{s1}");
+    r1.wait_status("r2 seen as master", T, |s| {
+        s["vrrp"]["instances"][0]["master"] == "10.0.0.2"
+    });
+    // Several master-down intervals (~180 ms each) later, still r2.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(instance(&r1, "front")["state"], "backup");
+    assert_eq!(instance(&r2, "front")["state"], "master");
+    lan.assert_via(vip(), "r2");
+    assert!(!lan.holds("r1", vip()));
+}
+
+#[test]
+fn vrrp_preempt_delay_holds_the_lower_master_for_the_delay() {
+    testsupport::require_root!();
+    let lan = Lan::new("vpd", 2, false);
+    let vips = format!("\"{VIP}/24\"");
+    let r2 = lan.start("r2", &config("r2", &front(100, &vips, "")));
+    wait_state(&r2, "front", "master", T);
+    lan.assert_via(vip(), "r2");
+    let started = std::time::Instant::now();
+    let r1 = lan.start(
+        "r1",
+        &config("r1", &front(150, &vips, "preempt_delay = \"2s\"")),
+    );
+    wait_state(&r1, "front", "backup", T);
+    // Well inside the delay (and many master-down intervals after start):
+    // r1 has not taken over.
+    let until = started + Duration::from_millis(1200);
+    while std::time::Instant::now() < until {
+        assert_eq!(instance(&r1, "front")["state"], "backup");
+        assert_eq!(lan.probe(vip()).as_deref(), Some("r2"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s1 = wait_state(&r1, "front", "master", T);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "preempted after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(s1["last_transition"]["reason"], "preempted", "{s1}");
+    wait_state(&r2, "front", "backup", T);
+    lan.assert_via(vip(), "r1");
+}
+
+#[test]
+fn vrrp_sigterm_is_a_planned_switchover() {
+    testsupport::require_root!();
+    let lan = Lan::new("vst", 2, false);
+    let vips = format!("\"{VIP}/24\"");
+    let mut r1 = lan.start("r1", &config("r1", &front(150, &vips, "")));
+    wait_state(&r1, "front", "master", T);
+    let r2 = lan.start("r2", &config("r2", &front(100, &vips, "")));
+    wait_state(&r2, "front", "backup", T);
+    lan.assert_via(vip(), "r1");
+    assert_eq!(r1.stop(T), Some(0), "log:\n{}", r1.log());
+    // r1 resigned with priority 0: r2 took over after its skew time, and r1
+    // removed the VIP on the way out.
+    let s2 = wait_state(&r2, "front", "master", T);
+    assert_eq!(s2["last_transition"]["reason"], "resign_received", "{s2}");
+    assert_eq!(s2["counters"]["priority_zero_received"], 1, "{s2}");
+    assert!(!lan.holds("r1", vip()), "r1 kept the VIP after SIGTERM");
+    lan.assert_via(vip(), "r2");
+}
+
+#[test]
+fn vrrp_unicast_peers_elect_and_fail_over_without_multicast() {
+    testsupport::require_root!();
+    let lan = Lan::new("vuc", 2, false);
+    let vips = format!("\"{VIP}/24\"");
+    let cap = lan
+        .router("r2")
+        .ns
+        .capture("eth0", "ip proto 112")
+        .expect("capture");
+    let mut mine = std::process::Command::new("ip").args(["netns","exec",lan.router("r2").ns.name(),"tcpdump","-U","-n","-s","0","-Z","root","-i","eth0","-w","/tmp/mine.pcap"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut r1 = lan.start(
+        "r1",
+        &config("r1", &front(150, &vips, "unicast_peers = [\"10.0.0.2\"]")),
+    );
+    let r2 = lan.start(
+        "r2",
+        &config("r2", &front(100, &vips, "unicast_peers = [\"10.0.0.1\"]")),
+    );
+    wait_state(&r1, "front", "master", T);
+    let s2 = wait_state(&r2, "front", "backup", T);
+    assert_eq!(s2["master"], "10.0.0.1");
+    lan.assert_via(vip(), "r1");
+    // tcpdump hands packets over in blocks (up to 1 s late): wait for them.
+    let packets = cap
+        .wait_for(T, |p| p.iter().filter(|p| p.ip_proto() == Some(112)).count() >= 5)
+        .expect("VRRP packets seen on r2");
+    let vrrp: Vec<_> = packets.iter().filter(|p| p.ip_proto() == Some(112)).collect();
+    for p in &vrrp {
+        let (_, l3) = p.l3().expect("l3");
+        assert_ne!(&l3[16..20], &[224, 0, 0, 18], "a multicast advert in unicast mode");
+    }
+    r1.crash();
+    wait_state(&r2, "front", "master", T);
+    lan.assert_via(vip(), "r2");
+}
+
+#[test]
+fn vrrp_ipv6_election_and_failover() {
+    testsupport::require_root!();
+    let lan = Lan::new("v6", 2, true);
+    let vip6: std::net::IpAddr = vrrp_common::VIP6.parse().expect("ip");
+    let vips = format!("\"{}/64\"", vrrp_common::VIP6);
+    let mut r1 = lan.start("r1", &config("r1", &front(150, &vips, "")));
+    let r2 = lan.start("r2", &config("r2", &front(100, &vips, "")));
+    let s1 = wait_state(&r1, "front", "master", T);
+    assert_eq!(s1["family"], "ipv6");
+    let primary = s1["primary_address"].as_str().unwrap_or_default().to_string();
+    assert!(primary.starts_with("fe80:"), "advert source {primary}");
+    let s2 = wait_state(&r2, "front", "backup", T);
+    assert_eq!(s2["master"].as_str(), Some(primary.as_str()));
+    lan.assert_via(vip6, "r1");
+    r1.crash();
+    wait_state(&r2, "front", "master", T);
+    lan.assert_via(vip6, "r2");
+}
+
+#[test]
+fn vrrp_track_script_failure_lowers_priority_and_switches_over() {
+    testsupport::require_root!();
+    let lan = Lan::new("vts", 2, false);
+    let vips = format!("\"{VIP}/24\"");
+    let flag = lan.lab.dir().join("r1-unhealthy");
+    let track = format!(
+        "track_scripts = [{{ command = [\"/bin/sh\", \"-c\", \"test ! -e {}\"], interval = \"50ms\", timeout = \"1s\", weight = -100, rise = 1, fall = 2 }}]",
+        flag.display()
+    );
+    let r1 = lan.start("r1", &config("r1", &front(150, &vips, &track)));
+    wait_state(&r1, "front", "master", T);
+    let r2 = lan.start("r2", &config("r2", &front(100, &vips, "")));
+    wait_state(&r2, "front", "backup", T);
+    lan.assert_via(vip(), "r1");
+    assert_eq!(instance(&r1, "front")["effective_priority"], 150);
+
+    std::fs::write(&flag, "1").expect("flag");
+    let s2 = wait_state(&r2, "front", "master", T);
+    assert_eq!(s2["last_transition"]["reason"], "preempted", "{s2}");
+    let s1 = wait_state(&r1, "front", "backup", T);
+    assert_eq!(s1["effective_priority"], 50, "{s1}");
+    assert_eq!(s1["base_priority"], 150);
+    assert_eq!(
+        s1["last_transition"]["reason"], "higher_priority_advert",
+        "{s1}"
+    );
+    lan.assert_via(vip(), "r2");
+
+    // Healthy again: priority back to 150 and r1 preempts.
+    std::fs::remove_file(&flag).expect("unflag");
+    wait_state(&r1, "front", "master", T);
+    lan.assert_via(vip(), "r1");
+}
+
+#[test]
+fn vrrp_sync_group_members_move_together() {
+    testsupport::require_root!();
+    let lan = Lan::new("vsg", 2, false);
+    // r1 tracks a dummy interface with weight 0 on instance "b" only.
+    let r1ns = &lan.router("r1").ns;
+    r1ns.ip(["link", "add", "trk0", "type", "veth", "peer", "name", "trk1"])
+        .expect("veth");
+    r1ns.link_up("trk1").expect("up");
+    r1ns.link_up("trk0").expect("up");
+    let two = |prio: u8, track: &str| {
+        format!(
+            "{}{}",
+            front(prio, &format!("\"{VIP}/24\""), "sync_group = \"g\""),
+            format!(
+                "[[vrrp]]\nname = \"b\"\ninterface = \"eth0\"\nvrid = 52\npriority = {prio}\n\
+                 advert_interval = \"50ms\"\nvirtual_ips = [\"10.0.0.101/24\"]\nsync_group = \"g\"\n{track}\n"
+            )
+        )
+    };
+    let vip_b: std::net::IpAddr = "10.0.0.101".parse().expect("ip");
+    let r1 = lan.start(
+        "r1",
+        &config("r1", &two(150, "track_interfaces = [{ name = \"trk0\", weight = 0 }]")),
+    );
+    wait_state(&r1, "front", "master", T);
+    wait_state(&r1, "b", "master", T);
+    let r2 = lan.start("r2", &config("r2", &two(100, "")));
+    wait_state(&r2, "front", "backup", T);
+    wait_state(&r2, "b", "backup", T);
+    lan.assert_via(vip(), "r1");
+    lan.assert_via(vip_b, "r1");
+
+    // Only "b" tracks trk0, but the whole group goes to fault on r1.
+    r1ns.link_down("trk0").expect("down");
+    wait_state(&r1, "b", "fault", T);
+    let s = wait_state(&r1, "front", "fault", T);
+    assert_eq!(s["fault"], true);
+    wait_state(&r2, "front", "master", T);
+    wait_state(&r2, "b", "master", T);
+    lan.assert_via(vip(), "r2");
+    lan.assert_via(vip_b, "r2");
+
+    r1ns.link_up("trk0").expect("up");
+    wait_state(&r1, "front", "master", T);
+    wait_state(&r1, "b", "master", T);
+    lan.assert_via(vip(), "r1");
+    lan.assert_via(vip_b, "r1");
+}
+
+#[test]
+fn vrrp_notify_program_gets_keepalived_arguments() {
+    testsupport::require_root!();
+    let lan = Lan::new("vnt", 1, false);
+    let log = lan.lab.dir().join("notify.log");
+    let script = lan.lab.dir().join("notify.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()),
+    )
+    .expect("script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let vips = format!("\"{VIP}/24\"");
+    let extra = format!("notify = [\"{}\"]", script.display());
+    let mut r1 = lan.start("r1", &config("r1", &front(120, &vips, &extra)));
+    wait_state(&r1, "front", "master", T);
+    lan.assert_via(vip(), "r1");
+    assert_eq!(r1.stop(T), Some(0));
+    let text = std::fs::read_to_string(&log).expect("notify log");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "INSTANCE front BACKUP 120",
+            "INSTANCE front MASTER 120",
+            "INSTANCE front STOP 120"
+        ],
+        "notify calls"
+    );
+}
+
+#[test]
+fn vrrp_sighup_reload_keeps_an_unchanged_vip_in_place() {
+    testsupport::require_root!();
+    let lan = Lan::new("vrl", 2, false);
+    let vips = format!("\"{VIP}/24\"");
+    let r1 = lan.start("r1", &config("r1", &front(150, &vips, "")));
+    wait_state(&r1, "front", "master", T);
+    let r2 = lan.start("r2", &config("r2", &front(100, &vips, "")));
+    wait_state(&r2, "front", "backup", T);
+    lan.assert_via(vip(), "r1");
+    let before = instance(&r1, "front");
+    let before2 = instance(&r2, "front");
+
+    // Watch r1's addresses while both reload with changed settings (r1: a
+    // new priority and a second VIP; r2: a new priority).
+    let monitor = lan
+        .router("r1")
+        .ns
+        .command("ip")
+        .args(["monitor", "address"])
+        .spawn()
+        .expect("ip monitor");
+    std::thread::sleep(Duration::from_millis(200));
+    let vips2 = format!("\"{VIP}/24\", \"10.0.0.102/24\"");
+    std::fs::write(&r1.config, config("r1", &front(160, &vips2, "")).replace("{socket}", &r1.socket.display().to_string())).expect("write");
+    std::fs::write(&r2.config, config("r2", &front(110, &vips2, "")).replace("{socket}", &r2.socket.display().to_string())).expect("write");
+    r1.signal(testsupport::Signal::SIGHUP);
+    r2.signal(testsupport::Signal::SIGHUP);
+    let s1 = r1.wait_status("reload applied", T, |s| s["generation"] == 2);
+    r2.wait_status("reload applied", T, |s| s["generation"] == 2);
+    let changes = s1["last_reload"]["changes"].to_string();
+    assert!(changes.contains("vrrp front: priority 150 -> 160"), "{changes}");
+    // The second VIP arrives, the first never left.
+    let deadline = std::time::Instant::now() + T;
+    while !lan.holds("r1", "10.0.0.102".parse().expect("ip")) {
+        assert!(std::time::Instant::now() < deadline, "new VIP not added");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = instance(&r1, "front");
+    let after2 = instance(&r2, "front");
+    assert_eq!(after["state"], "master");
+    assert_eq!(after["effective_priority"], 160);
+    assert_eq!(after["counters"]["transitions"], before["counters"]["transitions"], "{after}");
+    assert_eq!(after["last_transition"], before["last_transition"]);
+    assert_eq!(after2["state"], "backup");
+    assert_eq!(after2["counters"]["transitions"], before2["counters"]["transitions"], "{after2}");
+    let events = monitor.output_so_far();
+    assert!(
+        events.contains("10.0.0.102"),
+        "ip monitor did not see the new VIP (so it would not see a removal either):\n{events}"
+    );
+    assert!(
+        !events.lines().any(|l| l.starts_with("Deleted") && l.contains(VIP)),
+        "the VIP was removed during the reload:\n{events}"
+    );
+    lan.assert_via(vip(), "r1");
+    lan.assert_via("10.0.0.102".parse().expect("ip"), "r1");
+}
+
+#[test]
+fn vrrp_node_standby_gives_up_and_takes_back_the_vips() {
+    testsupport::require_root!();
+    let lan = Lan::new("vsb", 2, false);
+    let vips = format!("\"{VIP}/24\"");
+    let r1 = lan.start("r1", &config("r1", &front(150, &vips, "")));
+    wait_state(&r1, "front", "master", T);
+    let r2 = lan.start("r2", &config("r2", &front(100, &vips, "")));
+    wait_state(&r2, "front", "backup", T);
+    lan.assert_via(vip(), "r1");
+    let out = r1.cli(&["node", "standby"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s1 = wait_state(&r1, "front", "backup", T);
+    assert_eq!(s1["standby"], true);
+    assert_eq!(s1["last_transition"]["reason"], "standby");
+    wait_state(&r2, "front", "master", T);
+    lan.assert_via(vip(), "r2");
+    let text = r1.cli(&["status"]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(text.contains("VRRP instances: (node in STANDBY)"), "{text}");
+    assert!(text.contains("front        BACKUP"), "{text}");
+    let out = r1.cli(&["node", "unstandby"]);
+    assert!(out.status.success());
+    wait_state(&r1, "front", "master", T);
+    lan.assert_via(vip(), "r1");
+}
+
+#[test]
+fn vrrp_use_vmac_clients_hold_the_virtual_mac() {
+    testsupport::require_root!();
+    let lan = Lan::new("vvm", 2, false);
+    let vips = format!("\"{VIP}/24\"");
+    let mut r1 = lan.start("r1", &config("r1", &front(150, &vips, "use_vmac = true")));
+    wait_state(&r1, "front", "master", T);
+    let r2 = lan.start("r2", &config("r2", &front(100, &vips, "use_vmac = true")));
+    wait_state(&r2, "front", "backup", T);
+    let vmac: testsupport::MacAddr = "00:00:5e:00:01:33".parse().expect("mac");
+    lan.wait_answer(vip(), "r1", T);
+    assert_eq!(lan.client_mac_for(vip()), Some(vmac));
+    r1.crash();
+    wait_state(&r2, "front", "master", T);
+    lan.wait_answer(vip(), "r2", T);
+    assert_eq!(lan.client_mac_for(vip()), Some(vmac), "same virtual MAC after failover");
+    let _ = r2;
+}
