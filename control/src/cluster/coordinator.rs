@@ -46,7 +46,8 @@
 //! # Fencing
 //!
 //! A node with `may_fence` (quorate, or alone in a two-node cluster after
-//! wait_for_all) that is the lowest node id of its partition asks for every
+//! wait_for_all) that is the lowest node id of its partition, and whose
+//! member set has not changed for 1.5 heartbeat intervals, asks for every
 //! down node that is not known fenced or gone and has a fence device to be
 //! fenced ([`Action::Fence`]). A failure is retried after `fence_retry`;
 //! until a fence succeeds, rule 2 blocks every takeover. Success is
@@ -993,11 +994,37 @@ impl Coordinator {
                 }
             }
         }
+        // A peer heard a newer life of some node: what we know of the older
+        // one (including that it was fenced) no longer applies.
+        for e in &view.echoes {
+            self.learn_incarnation(e.node, e.incarnation);
+        }
         for (x, finc) in &view.fenced {
             self.learn_fenced(now, *x, *finc, from);
         }
         if changed {
             self.membership.handle(now, membership::Input::SendSoon);
+        }
+    }
+
+    fn learn_incarnation(&mut self, x: NodeId, inc: Incarnation) {
+        if x == self.cfg.me || x.index() >= self.peers.len() {
+            return;
+        }
+        let p = &mut self.peers[x.index()];
+        if p.incarnation.is_none_or(|known| inc > known) {
+            let restarted = p.incarnation.is_some();
+            p.incarnation = Some(inc);
+            p.view = None;
+            p.view_seq = None;
+            p.last_rx = None;
+            if matches!(p.gone, Gone::Fenced(i) | Gone::Left(i) if i < inc) {
+                p.gone = Gone::No;
+            }
+            if restarted {
+                self.actions
+                    .push_back(Action::Event(Event::NodeRestarted { node: x }));
+            }
         }
     }
 
@@ -1320,8 +1347,22 @@ impl Coordinator {
         }
         self.wake_at = wake;
 
-        // Fencing: the lowest node of a partition that may fence.
-        if self.quorum.may_fence && !self.maintenance && !self.leaving && up.lowest() == Some(me) {
+        // Fencing: the lowest node of a partition that may fence, once its
+        // member set has settled (heartbeat phases spread the detection of
+        // one partition over up to an interval; a node must not fence with
+        // a half-updated view).
+        let settle = self.cfg.heartbeat_interval * 3 / 2;
+        let settled = now >= self.members_changed_at + settle;
+        if !settled {
+            let t = self.members_changed_at + settle;
+            self.wake_at = Some(self.wake_at.map_or(t, |w| w.min(t)));
+        }
+        if self.quorum.may_fence
+            && settled
+            && !self.maintenance
+            && !self.leaving
+            && up.lowest() == Some(me)
+        {
             for i in 0..self.peers.len() {
                 let node = NodeId(i as u16);
                 if !self.fence_needed(node) || self.in_grace(now, node) {
