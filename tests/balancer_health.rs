@@ -23,7 +23,12 @@ fn addr(s: &str) -> SocketAddr {
 
 /// Which servers answered `n` requests sent on one keep-alive connection
 /// plus `n` requests on fresh connections; panics on any failed request.
-fn spread(conn: &mut Conn, ns: &testsupport::Netns, front: SocketAddr, n: usize) -> BTreeMap<String, usize> {
+fn spread(
+    conn: &mut Conn,
+    ns: &testsupport::Netns,
+    front: SocketAddr,
+    n: usize,
+) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
     for i in 0..n {
         let r = conn
@@ -33,7 +38,12 @@ fn spread(conn: &mut Conn, ns: &testsupport::Netns, front: SocketAddr, n: usize)
         *seen.entry(r.text().trim().to_string()).or_insert(0) += 1;
         let r = balancer_support::get_once(ns, front, &format!("/fresh/{i}"))
             .unwrap_or_else(|e| panic!("request {i} on a new connection failed: {e}"));
-        assert_eq!(r.status, 200, "request {i} on a new connection: {}", r.text());
+        assert_eq!(
+            r.status,
+            200,
+            "request {i} on a new connection: {}",
+            r.text()
+        );
         *seen.entry(r.text().trim().to_string()).or_insert(0) += 1;
     }
     seen
@@ -46,11 +56,16 @@ fn killed_server_goes_down_within_fall_times_interval_and_gets_no_traffic(
     let lab = Lab::new("bhealth")?;
     let ns = lab.netns("lb")?;
     let front = addr("127.0.0.1:8080");
-    let mut backends: Vec<HttpBackend> = [("s1", "127.0.0.1:8101"), ("s2", "127.0.0.1:8102"), ("s3", "127.0.0.1:8103")]
-        .iter()
-        .map(|(n, a)| HttpBackend::start(&ns, n, addr(a)))
-        .collect();
-    let servers: Vec<(&str, SocketAddr)> = backends.iter().map(|b| (b.name.as_str(), b.addr)).collect();
+    let mut backends: Vec<HttpBackend> = [
+        ("s1", "127.0.0.1:8101"),
+        ("s2", "127.0.0.1:8102"),
+        ("s3", "127.0.0.1:8103"),
+    ]
+    .iter()
+    .map(|(n, a)| HttpBackend::start(&ns, n, addr(a)))
+    .collect();
+    let servers: Vec<(&str, SocketAddr)> =
+        backends.iter().map(|b| (b.name.as_str(), b.addr)).collect();
     let config = format!(
         r#"[node]
 name = "lb"
@@ -79,13 +94,21 @@ drain_timeout = "5s"
     ns.wait_port(front, Duration::from_secs(10))?;
 
     // Every server has passed a check.
-    node.wait_status("three servers checked and UP", Duration::from_secs(10), |s| {
-        ["s1", "s2", "s3"].iter().all(|n| {
-            server_state(s, "web", n) == "UP" && server(s, "web", n)["last_check"]["ok"] == true
-        })
-    });
+    node.wait_status(
+        "three servers checked and UP",
+        Duration::from_secs(10),
+        |s| {
+            ["s1", "s2", "s3"].iter().all(|n| {
+                server_state(s, "web", n) == "UP" && server(s, "web", n)["last_check"]["ok"] == true
+            })
+        },
+    );
     for b in &backends {
-        assert!(b.hits.checks.load(std::sync::atomic::Ordering::SeqCst) >= 1, "{} was never checked", b.name);
+        assert!(
+            b.hits.checks.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+            "{} was never checked",
+            b.name
+        );
     }
 
     // Round-robin over the three.
@@ -99,7 +122,9 @@ drain_timeout = "5s"
     // Kill s2 and time how long until the status says DOWN.
     let killed_at = Instant::now();
     backends[1].kill();
-    let status = node.wait_status("s2 DOWN", Duration::from_secs(10), |s| server_state(s, "web", "s2") == "DOWN");
+    let status = node.wait_status("s2 DOWN", Duration::from_secs(10), |s| {
+        server_state(s, "web", "s2") == "DOWN"
+    });
     let took = killed_at.elapsed();
     let limit = INTERVAL * FALL;
     // One status poll is a process start and an admin round trip; allow one
@@ -113,7 +138,10 @@ drain_timeout = "5s"
     let s2 = server(&status, "web", "s2");
     assert_eq!(s2["last_check"]["ok"], false, "{s2:#}");
     assert_eq!(s2["effective_weight"], 0, "{s2:#}");
-    assert_eq!(status["dataplane"]["backends"][0]["servers_up"], 2, "{status:#}");
+    assert_eq!(
+        status["dataplane"]["backends"][0]["servers_up"], 2,
+        "{status:#}"
+    );
     assert_eq!(server_state(&status, "web", "s1"), "UP");
     assert_eq!(server_state(&status, "web", "s3"), "UP");
 
@@ -121,7 +149,10 @@ drain_timeout = "5s"
     // connection opened before the kill is still usable.
     let s2_hits = backends[1].requests();
     let after = spread(&mut conn, &ns, front, 30);
-    assert!(!after.contains_key("s2"), "traffic still reaches the DOWN server: {after:?}");
+    assert!(
+        !after.contains_key("s2"),
+        "traffic still reaches the DOWN server: {after:?}"
+    );
     assert_eq!(after.len(), 2, "both survivors take traffic: {after:?}");
     assert_eq!(backends[1].requests(), s2_hits);
 
@@ -131,16 +162,31 @@ drain_timeout = "5s"
         .lines()
         .find(|l| l.contains("server state change") && l.contains("s2") && l.contains("DOWN"))
         .unwrap_or_else(|| panic!("no state-change log line for s2; log:\n{log}"));
-    assert!(line.contains("reason"), "transition logged without a reason: {line}");
+    assert!(
+        line.contains("reason"),
+        "transition logged without a reason: {line}"
+    );
     let m = http_get(&ns, addr("127.0.0.1:9100"), "/metrics")?;
-    let downs = metric(&m, "halb_server_transitions_total", &[("server", "s2"), ("to", "DOWN")]);
+    let downs = metric(
+        &m,
+        "halb_server_transitions_total",
+        &[("server", "s2"), ("to", "DOWN")],
+    );
     assert_eq!(downs, Some(1.0), "{m}");
-    assert_eq!(metric(&m, "halb_server_state", &[("server", "s1")]), metric(&m, "halb_server_state", &[("server", "s3")]));
+    assert_eq!(
+        metric(&m, "halb_server_state", &[("server", "s1")]),
+        metric(&m, "halb_server_state", &[("server", "s3")])
+    );
 
     // The server comes back: rise checks later it is UP and gets traffic again.
     backends[1] = HttpBackend::start(&ns, "s2", addr("127.0.0.1:8102"));
-    node.wait_status("s2 UP again", Duration::from_secs(10), |s| server_state(s, "web", "s2") == "UP");
+    node.wait_status("s2 UP again", Duration::from_secs(10), |s| {
+        server_state(s, "web", "s2") == "UP"
+    });
     let back = spread(&mut conn, &ns, front, 15);
-    assert!(back.get("s2").copied().unwrap_or(0) >= 5, "s2 is back in rotation: {back:?}");
+    assert!(
+        back.get("s2").copied().unwrap_or(0) >= 5,
+        "s2 is back in rotation: {back:?}"
+    );
     Ok(())
 }

@@ -22,7 +22,13 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().expect("literal address")
 }
 
-fn l4_config(mode: &str, front: SocketAddr, servers: &[(&str, SocketAddr)], health: &str, timeouts: &str) -> String {
+fn l4_config(
+    mode: &str,
+    front: SocketAddr,
+    servers: &[(&str, SocketAddr)],
+    health: &str,
+    timeouts: &str,
+) -> String {
     format!(
         r#"[node]
 name = "lb"
@@ -67,11 +73,21 @@ fn session(front: SocketAddr, payload: &[u8]) -> std::io::Result<String> {
     });
     let mut echoed = vec![0u8; payload.len()];
     r.read_exact(&mut echoed)?;
-    writer.join().map_err(|_| std::io::Error::other("writer panicked"))??;
-    assert!(echoed == payload, "echo differs from what was sent ({} bytes)", payload.len());
+    writer
+        .join()
+        .map_err(|_| std::io::Error::other("writer panicked"))??;
+    assert!(
+        echoed == payload,
+        "echo differs from what was sent ({} bytes)",
+        payload.len()
+    );
     let mut rest = String::new();
     r.read_to_string(&mut rest)?;
-    assert_eq!(rest, format!("bye {name} {}\n", payload.len()), "server's last words after our FIN");
+    assert_eq!(
+        rest,
+        format!("bye {name} {}\n", payload.len()),
+        "server's last words after our FIN"
+    );
     Ok(name)
 }
 
@@ -85,7 +101,8 @@ fn tcp_frontend_balances_echoes_and_half_closes() -> Result<(), Box<dyn std::err
         .iter()
         .map(|(n, a)| TcpEcho::start(&ns, n, addr(a)))
         .collect();
-    let servers: Vec<(&str, SocketAddr)> = echoes.iter().map(|e| (e.name.as_str(), e.addr)).collect();
+    let servers: Vec<(&str, SocketAddr)> =
+        echoes.iter().map(|e| (e.name.as_str(), e.addr)).collect();
     let config = l4_config(
         "tcp",
         front,
@@ -98,7 +115,10 @@ fn tcp_frontend_balances_echoes_and_half_closes() -> Result<(), Box<dyn std::err
     node.wait_status("echo servers UP", Duration::from_secs(10), |s| {
         server_state(s, "pool", "e1") == "UP" && server_state(s, "pool", "e2") == "UP"
     });
-    let base: Vec<u64> = echoes.iter().map(|e| e.connections.load(std::sync::atomic::Ordering::SeqCst)).collect();
+    let base: Vec<u64> = echoes
+        .iter()
+        .map(|e| e.connections.load(std::sync::atomic::Ordering::SeqCst))
+        .collect();
 
     let mut seen = BTreeMap::new();
     for i in 0..6 {
@@ -120,15 +140,28 @@ fn tcp_frontend_balances_echoes_and_half_closes() -> Result<(), Box<dyn std::err
     let f = frontend(&s, "l4");
     assert_eq!(f["mode"], "tcp");
     assert!(f["total_connections"].as_u64().unwrap_or(0) >= 7, "{f:#}");
-    assert!(f["bytes_in"].as_u64().unwrap_or(0) >= big.len() as u64, "{f:#}");
-    assert!(f["bytes_out"].as_u64().unwrap_or(0) >= big.len() as u64, "{f:#}");
-    let now: Vec<u64> = echoes.iter().map(|e| e.connections.load(std::sync::atomic::Ordering::SeqCst)).collect();
-    assert!(now[0] - base[0] >= 3 && now[1] - base[1] >= 3, "{base:?} -> {now:?}");
+    assert!(
+        f["bytes_in"].as_u64().unwrap_or(0) >= big.len() as u64,
+        "{f:#}"
+    );
+    assert!(
+        f["bytes_out"].as_u64().unwrap_or(0) >= big.len() as u64,
+        "{f:#}"
+    );
+    let now: Vec<u64> = echoes
+        .iter()
+        .map(|e| e.connections.load(std::sync::atomic::Ordering::SeqCst))
+        .collect();
+    assert!(
+        now[0] - base[0] >= 3 && now[1] - base[1] >= 3,
+        "{base:?} -> {now:?}"
+    );
     Ok(())
 }
 
 #[test]
-fn udp_frontend_keeps_flows_sticky_and_forgets_them_when_idle() -> Result<(), Box<dyn std::error::Error>> {
+fn udp_frontend_keeps_flows_sticky_and_forgets_them_when_idle(
+) -> Result<(), Box<dyn std::error::Error>> {
     testsupport::require_root!("the daemon runs in a network namespace");
     let lab = Lab::new("budp")?;
     let ns = lab.netns("lb")?;
@@ -137,7 +170,8 @@ fn udp_frontend_keeps_flows_sticky_and_forgets_them_when_idle() -> Result<(), Bo
         .iter()
         .map(|(n, a)| UdpEcho::start(&ns, n, addr(a)))
         .collect();
-    let servers: Vec<(&str, SocketAddr)> = echoes.iter().map(|e| (e.name.as_str(), e.addr)).collect();
+    let servers: Vec<(&str, SocketAddr)> =
+        echoes.iter().map(|e| (e.name.as_str(), e.addr)).collect();
     let config = l4_config(
         "udp",
         front,
@@ -176,7 +210,10 @@ fn udp_frontend_keeps_flows_sticky_and_forgets_them_when_idle() -> Result<(), Bo
             assert_eq!(echoed, msg);
             names.push(name.to_string());
         }
-        assert!(names.iter().all(|n| *n == names[0]), "client {i} changed server mid-flow: {names:?}");
+        assert!(
+            names.iter().all(|n| *n == names[0]),
+            "client {i} changed server mid-flow: {names:?}"
+        );
         owner.push(names[0].clone());
     }
     let on_u1 = owner.iter().filter(|n| *n == "u1").count();

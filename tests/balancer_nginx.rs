@@ -56,7 +56,9 @@ fn nginx_servers_behind_halb() -> Result<(), Box<dyn std::error::Error>> {
     let ns = lab.netns("lb")?;
     let front = addr("127.0.0.1:8080");
     let names = ["n1", "n2", "n3"];
-    let addrs: Vec<SocketAddr> = (1..=3).map(|i| addr(&format!("127.0.0.1:820{i}"))).collect();
+    let addrs: Vec<SocketAddr> = (1..=3)
+        .map(|i| addr(&format!("127.0.0.1:820{i}")))
+        .collect();
 
     // A 1 MiB file with a recognisable pattern.
     let www = lab.dir().join("www");
@@ -77,15 +79,20 @@ fn nginx_servers_behind_halb() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut nginx = Nginx::start(&ns, lab.dir(), "srv", &blocks, &addrs);
 
-    let servers: Vec<(&str, SocketAddr)> = names.iter().copied().zip(addrs.iter().copied()).collect();
+    let servers: Vec<(&str, SocketAddr)> =
+        names.iter().copied().zip(addrs.iter().copied()).collect();
     let node = Node::start(&ns, lab.dir(), "lb", &halb_config(front, &servers));
     ns.wait_port(front, Duration::from_secs(10))?;
-    node.wait_status("nginx servers UP and checked", Duration::from_secs(10), |s| {
-        names.iter().all(|n| {
-            server_state(s, "web", n) == "UP"
-                && balancer_support::server(s, "web", n)["last_check"]["ok"] == true
-        })
-    });
+    node.wait_status(
+        "nginx servers UP and checked",
+        Duration::from_secs(10),
+        |s| {
+            names.iter().all(|n| {
+                server_state(s, "web", n) == "UP"
+                    && balancer_support::server(s, "web", n)["last_check"]["ok"] == true
+            })
+        },
+    );
 
     let mut conn = Conn::open(&ns, front)?;
     let mut seen = BTreeMap::new();
@@ -95,19 +102,31 @@ fn nginx_servers_behind_halb() -> Result<(), Box<dyn std::error::Error>> {
         let body = r.text();
         let who = body.split_whitespace().next().unwrap_or("").to_string();
         assert_eq!(r.header("x-server"), Some(who.as_str()), "{r:?}");
-        assert!(body.contains("xff=127.0.0.1"), "nginx sees the client in X-Forwarded-For: {body}");
-        assert!(r.header("server").is_some_and(|s| s.starts_with("nginx")), "{r:?}");
+        assert!(
+            body.contains("xff=127.0.0.1"),
+            "nginx sees the client in X-Forwarded-For: {body}"
+        );
+        assert!(
+            r.header("server").is_some_and(|s| s.starts_with("nginx")),
+            "{r:?}"
+        );
         *seen.entry(who).or_insert(0) += 1;
     }
     assert_eq!(seen.len(), 3, "{seen:?}");
-    assert!(seen.values().all(|&n| n == 10), "round-robin over three nginx servers: {seen:?}");
+    assert!(
+        seen.values().all(|&n| n == 10),
+        "round-robin over three nginx servers: {seen:?}"
+    );
 
     // A static file streamed through, byte for byte, on the same connection.
     for _ in 0..3 {
         let r = conn.get("/big.bin")?;
         assert_eq!(r.status, 200);
         assert_eq!(r.body.len(), big.len());
-        assert!(r.body == big, "1 MiB body corrupted on the way through halb");
+        assert!(
+            r.body == big,
+            "1 MiB body corrupted on the way through halb"
+        );
     }
     // nginx's own 404 passes through; HEAD works.
     let r = conn.get("/missing/x")?;
@@ -124,10 +143,17 @@ fn nginx_servers_behind_halb() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(f["responses"]["c4xx"], 1, "{f:#}");
     assert_eq!(f["responses"]["c5xx"], 0, "{f:#}");
     for n in names {
-        assert_eq!(balancer_support::server(&s, "web", n)["errors"], 0, "a 404 is not a server error");
+        assert_eq!(
+            balancer_support::server(&s, "web", n)["errors"],
+            0,
+            "a 404 is not a server error"
+        );
     }
     let access = nginx.access_log();
-    assert!(access.contains("GET /healthz"), "halb's checks reached nginx");
+    assert!(
+        access.contains("GET /healthz"),
+        "halb's checks reached nginx"
+    );
     assert!(access.contains("GET /page/29"), "{access}");
 
     // nginx gone: the checks take every server DOWN, clients get a clean 503.
@@ -153,7 +179,8 @@ fn halb_as_an_nginx_upstream() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|(n, a)| HttpBackend::start(&ns, n, addr(a)))
         .collect();
-    let servers: Vec<(&str, SocketAddr)> = backends.iter().map(|b| (b.name.as_str(), b.addr)).collect();
+    let servers: Vec<(&str, SocketAddr)> =
+        backends.iter().map(|b| (b.name.as_str(), b.addr)).collect();
     let mut node = Node::start(&ns, lab.dir(), "lb", &halb_config(front, &servers));
     ns.wait_port(front, Duration::from_secs(10))?;
     let conns_before = frontend(&node.status(), "web")["total_connections"]
@@ -174,9 +201,19 @@ fn halb_as_an_nginx_upstream() -> Result<(), Box<dyn std::error::Error>> {
     let mut seen = BTreeMap::new();
     let mut get = |conn: &mut Conn, i: usize| -> Result<(), Box<dyn std::error::Error>> {
         let r = conn.get(&format!("/via-nginx/{i}"))?;
-        assert_eq!(r.status, 200, "{} / nginx error.log:\n{}", r.text(), nginx.error_log());
+        assert_eq!(
+            r.status,
+            200,
+            "{} / nginx error.log:\n{}",
+            r.text(),
+            nginx.error_log()
+        );
         // nginx added the client; halb appended nginx's address.
-        assert_eq!(r.header("x-seen-xff"), Some("127.0.0.1, 127.0.0.1"), "{r:?}");
+        assert_eq!(
+            r.header("x-seen-xff"),
+            Some("127.0.0.1, 127.0.0.1"),
+            "{r:?}"
+        );
         *seen.entry(r.text().trim().to_string()).or_insert(0) += 1;
         Ok(())
     };
@@ -185,7 +222,10 @@ fn halb_as_an_nginx_upstream() -> Result<(), Box<dyn std::error::Error>> {
     }
     // A reload of halb under nginx's pooled connections loses nothing.
     let text = std::fs::read_to_string(&node.config)?;
-    std::fs::write(&node.config, text.replace("drain_timeout = \"5s\"", "drain_timeout = \"6s\""))?;
+    std::fs::write(
+        &node.config,
+        text.replace("drain_timeout = \"5s\"", "drain_timeout = \"6s\""),
+    )?;
     node.signal(Signal::SIGHUP);
     node.wait_status("reload", Duration::from_secs(10), |s| s["generation"] == 2);
     for i in 40..80 {
@@ -202,7 +242,11 @@ fn halb_as_an_nginx_upstream() -> Result<(), Box<dyn std::error::Error>> {
         (1..=8).contains(&opened),
         "nginx reuses its keep-alive connections to halb: {opened} for 80 requests"
     );
-    assert!(!nginx.error_log().contains("upstream prematurely closed"), "{}", nginx.error_log());
+    assert!(
+        !nginx.error_log().contains("upstream prematurely closed"),
+        "{}",
+        nginx.error_log()
+    );
     assert_eq!(node.stop(Duration::from_secs(15)), Some(0));
     Ok(())
 }

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use balancer_support::{frontend, get_once, server_names, servers_toml, write_atomic, Conn, HttpBackend};
+use balancer_support::{
+    frontend, get_once, server_names, servers_toml, write_atomic, Conn, HttpBackend,
+};
 use common::Node;
 use testsupport::{Lab, Signal};
 
@@ -66,11 +68,18 @@ impl Report {
         match r {
             Ok(r) if r.status == 200 => {
                 self.ok += 1;
-                *self.by_server.entry(r.text().trim().to_string()).or_insert(0) += 1;
+                *self
+                    .by_server
+                    .entry(r.text().trim().to_string())
+                    .or_insert(0) += 1;
                 true
             }
             Ok(r) => {
-                self.failures.push(format!("request {i}: status {} {}", r.status, r.text().trim()));
+                self.failures.push(format!(
+                    "request {i}: status {} {}",
+                    r.status,
+                    r.text().trim()
+                ));
                 false
             }
             Err(e) => {
@@ -86,8 +95,8 @@ const MAX_REQUESTS: u64 = 200_000;
 const MAX_TIME: Duration = Duration::from_secs(60);
 
 #[test]
-fn twenty_sighups_under_keep_alive_load_lose_no_request(
-) -> Result<(), Box<dyn std::error::Error>> {
+fn twenty_sighups_under_keep_alive_load_lose_no_request() -> Result<(), Box<dyn std::error::Error>>
+{
     testsupport::require_root!("the daemon runs in a network namespace");
     let lab = Lab::new("breload")?;
     let ns = lab.netns("lb")?;
@@ -151,32 +160,50 @@ fn twenty_sighups_under_keep_alive_load_lose_no_request(
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) && i < MAX_REQUESTS && started.elapsed() < MAX_TIME {
                 rep.connections += 1;
-                let r = Conn::connect(front).and_then(|mut c| c.request("GET", &format!("/new/{i}"), true));
+                let r = Conn::connect(front)
+                    .and_then(|mut c| c.request("GET", &format!("/new/{i}"), true));
                 rep.record(i, r);
                 i += 1;
             }
             rep
         })?;
-        workers.push(std::thread::spawn(move || handle.join().expect("fresh worker").expect("in namespace")));
+        workers.push(std::thread::spawn(move || {
+            handle.join().expect("fresh worker").expect("in namespace")
+        }));
     }
 
     // 20 reloads by SIGHUP, alternating: add s4, remove s4, ...
     for k in 0..20u64 {
         std::thread::sleep(Duration::from_millis(150));
         let (text, want) = if k % 2 == 0 { (&four, 4) } else { (&three, 3) };
-        write_atomic(&node.config, &text.replace("{socket}", &node.socket.display().to_string()));
+        write_atomic(
+            &node.config,
+            &text.replace("{socket}", &node.socket.display().to_string()),
+        );
         node.signal(Signal::SIGHUP);
-        let s = node.wait_status("reload applied", Duration::from_secs(10), |s| s["generation"] == 2 + k);
+        let s = node.wait_status("reload applied", Duration::from_secs(10), |s| {
+            s["generation"] == 2 + k
+        });
         assert_eq!(s["last_reload"]["ok"], true, "{s:#}");
         assert_eq!(server_names(&s, "web").len(), want, "{s:#}");
         let changes = s["last_reload"]["changes"].to_string();
-        let expect = if want == 4 { "server web/s4 added" } else { "server web/s4 removed" };
+        let expect = if want == 4 {
+            "server web/s4 added"
+        } else {
+            "server web/s4 removed"
+        };
         assert!(changes.contains(expect), "reload {k}: {changes}");
-        assert!(!changes.contains("listener"), "reload {k} touched a listener: {changes}");
+        assert!(
+            !changes.contains("listener"),
+            "reload {k} touched a listener: {changes}"
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
-    let reports: Vec<Report> = workers.into_iter().map(|w| w.join().expect("worker")).collect();
+    let reports: Vec<Report> = workers
+        .into_iter()
+        .map(|w| w.join().expect("worker"))
+        .collect();
     let elapsed = started.elapsed();
 
     let mut failures = Vec::new();
@@ -191,26 +218,45 @@ fn twenty_sighups_under_keep_alive_load_lose_no_request(
         }
     }
     eprintln!("{ok} requests in {elapsed:?} across 20 reloads; by server {by_server:?}");
-    assert!(failures.is_empty(), "{} failed requests:\n{}\nlog:\n{}", failures.len(), failures.join("\n"), node.log());
+    assert!(
+        failures.is_empty(),
+        "{} failed requests:\n{}\nlog:\n{}",
+        failures.len(),
+        failures.join("\n"),
+        node.log()
+    );
     assert!(ok >= 200, "too little load to mean anything: {ok} requests");
     for (w, r) in reports.iter().take(4).enumerate() {
         assert_eq!(r.connections, 1, "keep-alive worker {w} had to reconnect");
-        assert_eq!(r.closed_by_server, 0, "halb closed keep-alive worker {w}'s connection");
+        assert_eq!(
+            r.closed_by_server, 0,
+            "halb closed keep-alive worker {w}'s connection"
+        );
     }
-    assert!(by_server.get("s4").copied().unwrap_or(0) > 0, "the added server took traffic: {by_server:?}");
+    assert!(
+        by_server.get("s4").copied().unwrap_or(0) > 0,
+        "the added server took traffic: {by_server:?}"
+    );
 
     // Every client connection was accepted on the one listener, which no
     // reload closed or reopened.
     let s = node.status();
     let f = frontend(&s, "web");
     assert_eq!(s["generation"], 21);
-    assert_eq!(f["total_connections"].as_u64().expect("count") - conns_before, conns, "{f:#}");
+    assert_eq!(
+        f["total_connections"].as_u64().expect("count") - conns_before,
+        conns,
+        "{f:#}"
+    );
     assert_eq!(f["responses"]["c5xx"], 0, "{f:#}");
     let log = node.log();
     // The data plane logs each change of each apply as `msg=reload change=...`.
     let applied = |what: &str| {
         log.lines()
-            .filter(|l| l.contains("msg=reload") && l.contains(&format!("listener web 127.0.0.1:8080 {what}")))
+            .filter(|l| {
+                l.contains("msg=reload")
+                    && l.contains(&format!("listener web 127.0.0.1:8080 {what}"))
+            })
             .count()
     };
     let (opened, kept) = (applied("opened"), applied("kept"));
@@ -238,22 +284,34 @@ fn reload_with_a_taken_port_is_rejected_and_changes_nothing(
 
     // Another process holds 8090.
     let holder = ns.run(move || std::net::TcpListener::bind(taken))??;
-    let second = format!("\n[[frontend]]\nname = \"api\"\nbind = \"{taken}\"\nmode = \"http\"\nbackend = \"web\"\n");
+    let second = format!(
+        "\n[[frontend]]\nname = \"api\"\nbind = \"{taken}\"\nmode = \"http\"\nbackend = \"web\"\n"
+    );
     write_atomic(
         &node.config,
         &config(front, &servers, &second).replace("{socket}", &node.socket.display().to_string()),
     );
     let out = node.cli(&["reload"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "reload with a taken port must fail; stdout {}", String::from_utf8_lossy(&out.stdout));
-    assert!(stderr.contains("reload rejected: generation 1 keeps running"), "{stderr}");
+    assert!(
+        !out.status.success(),
+        "reload with a taken port must fail; stdout {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("reload rejected: generation 1 keeps running"),
+        "{stderr}"
+    );
     assert!(stderr.contains("cannot bind 127.0.0.1:8090"), "{stderr}");
     assert!(stderr.contains("api"), "{stderr}");
 
     let s = node.status();
     assert_eq!(s["generation"], 1, "{s:#}");
     assert_eq!(s["last_reload"]["ok"], false);
-    assert!(frontend(&s, "api").is_null(), "the rejected frontend must not appear: {s:#}");
+    assert!(
+        frontend(&s, "api").is_null(),
+        "the rejected frontend must not appear: {s:#}"
+    );
     // The running frontend is untouched, on the same connection.
     assert_eq!(conn.get("/two")?.status, 200);
     assert_eq!(get_once(&ns, front, "/three")?.status, 200);
@@ -270,13 +328,24 @@ fn reload_with_a_taken_port_is_rejected_and_changes_nothing(
     drop(holder);
     let out = node.cli(&["reload"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("reload applied: generation 2"), "{stdout}");
-    assert!(stdout.contains("listener api 127.0.0.1:8090 opened"), "{stdout}");
+    assert!(
+        stdout.contains("listener api 127.0.0.1:8090 opened"),
+        "{stdout}"
+    );
     let r = get_once(&ns, taken, "/api")?;
     assert_eq!(r.status, 200);
     assert_eq!(r.text().trim(), "s1");
-    assert_eq!(conn.get("/four")?.status, 200, "the first listener's client is still served");
+    assert_eq!(
+        conn.get("/four")?.status,
+        200,
+        "the first listener's client is still served"
+    );
     assert_eq!(node.stop(Duration::from_secs(15)), Some(0));
     Ok(())
 }

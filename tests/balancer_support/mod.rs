@@ -122,7 +122,12 @@ async fn answer(req: Request<Incoming>, name: &str, hits: &Hits) -> Response<Ful
     text(StatusCode::OK, format!("{name}\n"), name, xff)
 }
 
-fn text(status: StatusCode, body: String, name: &str, xff: Option<String>) -> Response<Full<Bytes>> {
+fn text(
+    status: StatusCode,
+    body: String,
+    name: &str,
+    xff: Option<String>,
+) -> Response<Full<Bytes>> {
     let mut b = Response::builder()
         .status(status)
         .header("content-type", "text/plain")
@@ -499,7 +504,13 @@ pub struct Nginx {
 impl Nginx {
     /// Start nginx with `http_body` inside `http { }`; waits for `wait_for`
     /// to accept.
-    pub fn start(ns: &Netns, dir: &Path, tag: &str, http_body: &str, wait_for: &[SocketAddr]) -> Nginx {
+    pub fn start(
+        ns: &Netns,
+        dir: &Path,
+        tag: &str,
+        http_body: &str,
+        wait_for: &[SocketAddr],
+    ) -> Nginx {
         let prefix = dir.join(format!("nginx-{tag}"));
         for sub in ["logs", "tmp"] {
             std::fs::create_dir_all(prefix.join(sub)).expect("nginx dirs");
@@ -534,8 +545,12 @@ impl Nginx {
             .expect("spawn nginx");
         for a in wait_for {
             if let Err(e) = ns.wait_port(*a, Duration::from_secs(10)) {
-                let log = std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default();
-                panic!("nginx did not listen on {a}: {e}\noutput: {}\nerror.log:\n{log}", child.output_so_far());
+                let log =
+                    std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default();
+                panic!(
+                    "nginx did not listen on {a}: {e}\noutput: {}\nerror.log:\n{log}",
+                    child.output_so_far()
+                );
             }
         }
         Nginx { prefix, child }
