@@ -178,6 +178,7 @@ struct Sim {
     delay_max: Time,
     fence_failing: bool,
     fenced_at: Vec<Option<Time>>,
+    started_at: Vec<Time>,
     record: [Option<HoldRecord>; INSTANCES],
     stable_since: Time,
     witness: Option<Witness>,
@@ -242,6 +243,7 @@ impl Sim {
             delay_max: 2 * MS,
             fence_failing: false,
             fenced_at: vec![None; nodes],
+            started_at: vec![0; nodes],
             record: [None; INSTANCES],
             stable_since: 0,
             witness,
@@ -316,6 +318,7 @@ impl Sim {
             Err(e) => panic!("seed {}: config: {e}", self.seed),
         };
         self.log(|| format!("start n{i} inc {inc}"));
+        self.started_at[i] = self.now;
         self.nodes[i] = Some(SimNode {
             core,
             inc,
@@ -395,7 +398,11 @@ impl Sim {
                     if j == i || !self.connected(i, j, l) || self.rng.chance(self.loss_per_mille) {
                         continue;
                     }
-                    let copies = if self.rng.chance(self.dup_per_mille) { 2 } else { 1 };
+                    let copies = if self.rng.chance(self.dup_per_mille) {
+                        2
+                    } else {
+                        1
+                    };
                     let to_inc = self.nodes[j].as_ref().map_or(0, |n| n.inc);
                     for _ in 0..copies {
                         let at = self.now + self.rng.range(100, self.delay_max);
@@ -455,7 +462,9 @@ impl Sim {
                 if r.node != i && !r.released {
                     self.takeovers_checked += 1;
                     let fenced = self.fenced_at[r.node].is_some_and(|t| t >= r.since);
-                    let restarted = self.nodes[r.node].as_ref().is_some_and(|n| n.inc > r.inc);
+                    // A later life of the holder started: the VIP went with
+                    // the old one (a restarted halb starts without VIPs).
+                    let restarted = self.started_at[r.node] > r.since;
                     assert!(
                         fenced || restarted,
                         "seed {}: n{i} took vip{k} at {}us from n{} (inc {}) which vanished holding it and was not fenced",
@@ -530,7 +539,12 @@ impl Sim {
             60..=66 => {
                 self.loss_per_mille = self.rng.range(10, 300);
                 self.delay_max = self.rng.range(MS, 30 * MS);
-                self.log(|| format!("loss {} per mille, delay up to {}us", self.loss_per_mille, self.delay_max));
+                self.log(|| {
+                    format!(
+                        "loss {} per mille, delay up to {}us",
+                        self.loss_per_mille, self.delay_max
+                    )
+                });
             }
             67..=79 => {
                 let i = self.rng.below(n as u64) as usize;
@@ -585,7 +599,10 @@ impl Sim {
                 view,
             } => {
                 // A message sent to an earlier life of a node is lost.
-                if self.nodes[to].as_ref().is_some_and(|n| n.inc == to_inc || to_inc == 0) {
+                if self.nodes[to]
+                    .as_ref()
+                    .is_some_and(|n| n.inc == to_inc || to_inc == 0)
+                {
                     self.input(
                         to,
                         Input::Heartbeat {
@@ -709,7 +726,9 @@ impl Sim {
     }
 
     fn quorate(&self, i: usize) -> bool {
-        self.nodes[i].as_ref().is_some_and(|n| n.core.quorum().quorate)
+        self.nodes[i]
+            .as_ref()
+            .is_some_and(|n| n.core.quorum().quorate)
     }
 
     fn check(&mut self) {
@@ -718,7 +737,11 @@ impl Sim {
             let holders: Vec<usize> = (0..n)
                 .filter(|i| self.nodes[*i].as_ref().is_some_and(|x| x.holding[k]))
                 .collect();
-            let quorate: Vec<usize> = holders.iter().copied().filter(|i| self.quorate(*i)).collect();
+            let quorate: Vec<usize> = holders
+                .iter()
+                .copied()
+                .filter(|i| self.quorate(*i))
+                .collect();
             assert!(
                 quorate.len() <= 1,
                 "seed {}: two quorate nodes {quorate:?} hold vip{k} at {}us",
@@ -773,23 +796,27 @@ impl Sim {
         for ci in 0..c {
             let members: Vec<usize> = alive.iter().copied().filter(|i| comp[*i] == ci).collect();
             // Clean: every pair linked both ways.
-            let clean = members
-                .iter()
-                .all(|a| members.iter().all(|b| a == b || (linked(*a, *b) && linked(*b, *a))));
+            let clean = members.iter().all(|a| {
+                members
+                    .iter()
+                    .all(|b| a == b || (linked(*a, *b) && linked(*b, *a)))
+            });
             // Votes: one per node, plus the witness when it reaches every
             // member both ways (it then prefers this, the larger, side).
             let w = self.p.nodes;
-            let witness_vote = self.witness.is_some()
-                && members.iter().all(|m| linked(*m, w) && linked(w, *m));
+            let witness_vote =
+                self.witness.is_some() && members.iter().all(|m| linked(*m, w) && linked(w, *m));
             let expected = n + usize::from(self.witness.is_some());
             let votes = members.len() + usize::from(witness_vote);
             if !clean || members.len() * 2 <= n || votes < expected / 2 + 1 {
                 continue;
             }
             if self.p.wait_for_all
-                && !members
-                    .iter()
-                    .all(|i| self.nodes[*i].as_ref().is_some_and(|x| x.core.all_seen_together()))
+                && !members.iter().all(|i| {
+                    self.nodes[*i]
+                        .as_ref()
+                        .is_some_and(|x| x.core.all_seen_together())
+                })
             {
                 continue;
             }

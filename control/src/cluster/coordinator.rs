@@ -52,7 +52,11 @@
 //! fenced ([`Action::Fence`]). A failure is retried after `fence_retry`;
 //! until a fence succeeds, rule 2 blocks every takeover. Success is
 //! announced to the other nodes in heartbeats (`fenced`), so they need not
-//! fence the same node again.
+//! fence the same node again; such records are taken only from quorate
+//! peers while quorate, and every record of a node out of reach is dropped
+//! when this node loses quorum: another partition may have had quorum
+//! meanwhile, and a fenced node may have restarted and taken instances
+//! there, so it is fenced again before anything is taken over.
 //!
 //! # Witness
 //!
@@ -999,11 +1003,42 @@ impl Coordinator {
         for e in &view.echoes {
             self.learn_incarnation(e.node, e.incarnation);
         }
-        for (x, finc) in &view.fenced {
-            self.learn_fenced(now, *x, *finc, from);
+        // Fence records are taken only from a quorate peer while quorate
+        // (see forget_gone).
+        if self.quorum.quorate && view.flags.quorate {
+            for (x, finc) in &view.fenced {
+                self.learn_fenced(now, *x, *finc, from);
+            }
         }
         if changed {
             self.membership.handle(now, membership::Input::SendSoon);
+        }
+    }
+
+    /// Fence and leave records hold only while this node stays quorate:
+    /// once it is not, another partition may have been quorate and a
+    /// fenced node may have restarted and taken instances there. Nodes out
+    /// of reach must then be fenced again before anything is taken over.
+    fn forget_gone(&mut self, up: NodeSet) {
+        for (i, p) in self.peers.iter_mut().enumerate() {
+            if !up.contains(NodeId(i as u16)) && p.gone != Gone::No {
+                p.gone = Gone::No;
+            }
+        }
+    }
+
+    /// On becoming quorate: take over the fence records of quorate peers.
+    fn relearn_fenced(&mut self, now: Instant, up: NodeSet) {
+        let mut acks = Vec::new();
+        for n in up.iter().filter(|n| *n != self.cfg.me) {
+            if let Some(v) = self.peers[n.index()].view.as_deref() {
+                if v.flags.quorate {
+                    acks.extend(v.fenced.iter().map(|(x, i)| (*x, *i, n)));
+                }
+            }
+        }
+        for (x, i, from) in acks {
+            self.learn_fenced(now, x, i, from);
         }
     }
 
@@ -1258,12 +1293,19 @@ impl Coordinator {
             },
         );
         if q != self.quorum {
+            let was_quorate = self.quorum.quorate;
             let quorate_changed = q.quorate != self.quorum.quorate
                 || q.votes != self.quorum.votes
                 || q.expected != self.quorum.expected;
             self.quorum = q;
             if quorate_changed {
                 self.actions.push_back(Action::Event(Event::Quorum(q)));
+            }
+            if was_quorate && !q.quorate && self.cfg.no_quorum_policy != NoQuorumPolicy::Ignore {
+                self.forget_gone(up);
+            }
+            if !was_quorate && q.quorate {
+                self.relearn_fenced(now, up);
             }
         }
 
@@ -1490,11 +1532,13 @@ impl Coordinator {
             .peers
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| match (p.incarnation, p.last_rx) {
-                (Some(inc), Some(seq)) if i != me.index() => Some(Echo {
+            // Seq 0 = the incarnation is known (maybe second-hand) but
+            // nothing of it was received; it still tells others it exists.
+            .filter_map(|(i, p)| match p.incarnation {
+                Some(inc) if i != me.index() => Some(Echo {
                     node: NodeId(i as u16),
                     incarnation: inc,
-                    seq,
+                    seq: p.last_rx.unwrap_or(Seq(0)),
                 }),
                 _ => None,
             })
