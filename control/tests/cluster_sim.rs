@@ -5,7 +5,8 @@
 //!
 //! The network drops, delays, duplicates and reorders heartbeats, cuts
 //! single links, directions or whole partitions and heals them; nodes crash,
-//! restart, are fenced (powered off, then repaired), go to standby and back;
+//! restart, leave gracefully, are fenced (powered off, then repaired), go to
+//! standby and back;
 //! the fence device fails for a while. Invariants checked after every step:
 //!
 //! 1. no two quorate nodes hold the same VIP (and, since every node has a
@@ -381,7 +382,14 @@ impl Sim {
             for (k, allowed) in &changed {
                 self.on_hold_change(i, inc, *k, *allowed);
             }
+            let left = self.nodes[i]
+                .as_ref()
+                .is_some_and(|n| n.core.leave_complete());
             if actions.is_empty() && changed.is_empty() {
+                if left {
+                    // Graceful stop: the process exits after telling the others.
+                    self.crash(i, "left");
+                }
                 return;
             }
             for a in actions {
@@ -563,10 +571,15 @@ impl Sim {
                     self.input(i, Input::Command(c));
                 }
             }
-            87..=89 => {
+            87..=88 => {
                 let i = self.rng.below(n as u64) as usize;
                 self.log(|| format!("n{i} failback"));
                 self.input(i, Input::Command(Command::Failback));
+            }
+            89 => {
+                let i = self.rng.below(n as u64) as usize;
+                self.log(|| format!("n{i} leaves"));
+                self.input(i, Input::Command(Command::Leave));
             }
             90..=94 => {
                 self.fence_failing = !self.fence_failing;

@@ -144,15 +144,19 @@ fn arb_body() -> impl Strategy<Value = Body> {
             }),
             0..20,
         ),
-        proptest::collection::vec((arb_node(), any::<u64>().prop_map(Incarnation)), 0..20),
+        (
+            proptest::collection::vec((arb_node(), any::<u64>().prop_map(Incarnation)), 0..20),
+            proptest::collection::vec((arb_node(), any::<u64>().prop_map(Incarnation)), 0..5),
+        ),
         proptest::collection::vec(arb_instance(), 0..12),
     )
-        .prop_map(|(flags, members, echoes, fenced, instances)| {
+        .prop_map(|(flags, members, echoes, (fenced, left), instances)| {
             Body::Heartbeat(HeartbeatBody {
                 flags,
                 members,
                 echoes,
                 fenced,
+                left,
                 instances,
             })
         });

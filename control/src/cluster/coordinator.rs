@@ -237,6 +237,8 @@ pub struct View {
     pub echoes: Vec<Echo>,
     /// Nodes known fenced, with the fenced incarnation (0 = never seen).
     pub fenced: Vec<(NodeId, Incarnation)>,
+    /// Nodes known to have left gracefully, with that incarnation.
+    pub left: Vec<(NodeId, Incarnation)>,
     /// Per [`InstanceId`] of the receiver; `None` = the sender does not have
     /// this instance.
     pub instances: Vec<Option<InstanceView>>,
@@ -258,6 +260,7 @@ impl View {
         self.flags == other.flags
             && self.members == other.members
             && self.fenced == other.fenced
+            && self.left == other.left
             && self.instances == other.instances
     }
 
@@ -268,6 +271,7 @@ impl View {
             members: self.members.iter().collect(),
             echoes: self.echoes.clone(),
             fenced: self.fenced.clone(),
+            left: self.left.clone(),
             instances: self
                 .instances
                 .iter()
@@ -304,6 +308,7 @@ impl View {
             members: body.members.iter().copied().collect(),
             echoes: body.echoes.clone(),
             fenced: body.fenced.clone(),
+            left: body.left.clone(),
             instances,
         }
     }
@@ -1009,6 +1014,9 @@ impl Coordinator {
             for (x, finc) in &view.fenced {
                 self.learn_fenced(now, *x, *finc, from);
             }
+            for (x, linc) in &view.left {
+                self.learn_left(*x, *linc);
+            }
         }
         if changed {
             self.membership.handle(now, membership::Input::SendSoon);
@@ -1033,12 +1041,16 @@ impl Coordinator {
         for n in up.iter().filter(|n| *n != self.cfg.me) {
             if let Some(v) = self.peers[n.index()].view.as_deref() {
                 if v.flags.quorate {
-                    acks.extend(v.fenced.iter().map(|(x, i)| (*x, *i, n)));
+                    acks.extend(v.fenced.iter().map(|(x, i)| (*x, *i, Some(n))));
+                    acks.extend(v.left.iter().map(|(x, i)| (*x, *i, None)));
                 }
             }
         }
-        for (x, i, from) in acks {
-            self.learn_fenced(now, x, i, from);
+        for (x, i, fenced_by) in acks {
+            match fenced_by {
+                Some(from) => self.learn_fenced(now, x, i, from),
+                None => self.learn_left(x, i),
+            }
         }
     }
 
@@ -1060,6 +1072,20 @@ impl Coordinator {
                 self.actions
                     .push_back(Action::Event(Event::NodeRestarted { node: x }));
             }
+        }
+    }
+
+    /// A quorate peer saw `x` leave gracefully in incarnation `inc`.
+    fn learn_left(&mut self, x: NodeId, inc: Incarnation) {
+        if x == self.cfg.me || x.index() >= self.peers.len() || self.membership.node_up(x) {
+            return;
+        }
+        let p = &mut self.peers[x.index()];
+        if p.gone == Gone::No && p.incarnation.is_none_or(|j| j <= inc) {
+            p.incarnation = Some(inc);
+            p.gone = Gone::Left(inc);
+            self.actions
+                .push_back(Action::Event(Event::NodeLeft { node: x }));
         }
     }
 
@@ -1552,6 +1578,15 @@ impl Coordinator {
                 _ => None,
             })
             .collect();
+        let left = self
+            .peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p.gone {
+                Gone::Left(inc) => Some((NodeId(i as u16), inc)),
+                _ => None,
+            })
+            .collect();
         let instances = self
             .locals
             .iter()
@@ -1575,6 +1610,7 @@ impl Coordinator {
             members: self.membership.up_set(),
             echoes,
             fenced,
+            left,
             instances,
         }
     }

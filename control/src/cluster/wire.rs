@@ -43,6 +43,7 @@
 //! echoes:  count u8, (node u16, incarnation u64, seq u64)
 //!          (per peer: its incarnation and the last seq received from it)
 //! fenced:  count u8, (node u16, incarnation u64)
+//! left:    count u8, (node u16, incarnation u64)
 //! instances: count u16, each: name_len u8, name (UTF-8), priority u8,
 //!            flags u8 (eligible, holds, has_owner), owner u16
 //! ```
@@ -459,6 +460,8 @@ pub struct HeartbeatBody {
     pub echoes: Vec<Echo>,
     /// Nodes the sender knows to be fenced, with the incarnation that was fenced.
     pub fenced: Vec<(NodeId, Incarnation)>,
+    /// Nodes the sender knows to have left gracefully, with that incarnation.
+    pub left: Vec<(NodeId, Incarnation)>,
     /// The sender's VRRP instances.
     pub instances: Vec<InstanceState>,
 }
@@ -725,7 +728,7 @@ fn encode_heartbeat(b: &HeartbeatBody) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(
         8 + b.members.len() * 2
             + b.echoes.len() * 18
-            + b.fenced.len() * 10
+            + (b.fenced.len() + b.left.len()) * 10
             + b.instances.len() * 24,
     );
     out.push(b.flags.to_byte());
@@ -739,10 +742,12 @@ fn encode_heartbeat(b: &HeartbeatBody) -> Result<Vec<u8>, EncodeError> {
         out.extend_from_slice(&e.incarnation.0.to_be_bytes());
         out.extend_from_slice(&e.seq.0.to_be_bytes());
     }
-    out.push(count_u8("fenced", b.fenced.len())?);
-    for (n, i) in &b.fenced {
-        out.extend_from_slice(&n.0.to_be_bytes());
-        out.extend_from_slice(&i.0.to_be_bytes());
+    for (what, list) in [("fenced", &b.fenced), ("left", &b.left)] {
+        out.push(count_u8(what, list.len())?);
+        for (n, i) in list {
+            out.extend_from_slice(&n.0.to_be_bytes());
+            out.extend_from_slice(&i.0.to_be_bytes());
+        }
     }
     let count = u16::try_from(b.instances.len()).map_err(|_| EncodeError::TooMany {
         what: "instances",
@@ -819,11 +824,15 @@ fn decode_heartbeat(b: &[u8]) -> Option<HeartbeatBody> {
             seq: Seq(r.u64()?),
         });
     }
-    let n = r.u8()?;
-    let mut fenced = Vec::with_capacity(usize::from(n));
-    for _ in 0..n {
-        fenced.push((NodeId(r.u16()?), Incarnation(r.u64()?)));
+    let mut lists: [Vec<(NodeId, Incarnation)>; 2] = [Vec::new(), Vec::new()];
+    for list in lists.iter_mut() {
+        let n = r.u8()?;
+        list.reserve(usize::from(n));
+        for _ in 0..n {
+            list.push((NodeId(r.u16()?), Incarnation(r.u64()?)));
+        }
     }
+    let [fenced, left] = lists;
     let n = r.u16()?;
     // Each instance needs at least 5 bytes: bound the allocation by the input.
     let mut instances = Vec::with_capacity(usize::from(n).min(r.b.len() / 5));
@@ -851,6 +860,7 @@ fn decode_heartbeat(b: &[u8]) -> Option<HeartbeatBody> {
         members,
         echoes,
         fenced,
+        left,
         instances,
     })
 }
@@ -981,6 +991,7 @@ mod tests {
                     seq: Seq(77),
                 }],
                 fenced: vec![(NodeId(2), Incarnation(5))],
+                left: vec![],
                 instances: vec![InstanceState {
                     name: "web".into(),
                     priority: 150,
@@ -1005,6 +1016,7 @@ mod tests {
             0, 0, 0, 0, 0, 0, 0, 4, // incarnation 4
             0, 0, 0, 0, 0, 0, 0, 77, // seq 77
             1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 5, // fenced node 2 incarnation 5
+            0, // nobody left
             0, 1, // one instance
             3, b'w', b'e', b'b', 150, 0b101, 0, 0, // eligible, has owner 0
         ];
@@ -1201,24 +1213,24 @@ mod tests {
     #[test]
     fn authentic_bodies_parse_or_reject_precisely() {
         let codec = Codec::new(&key(), ClusterId(5), false);
-        // Empty heartbeat body: flags 0, three zero counts, zero instances.
-        let d = signed(&codec, KIND_HEARTBEAT, 0, &[0, 0, 0, 0, 0, 0]);
+        // Empty heartbeat body: flags 0, four zero counts, zero instances.
+        let d = signed(&codec, KIND_HEARTBEAT, 0, &[0, 0, 0, 0, 0, 0, 0]);
         assert!(codec.decode(&d).is_ok());
         // Trailing byte.
-        let d = signed(&codec, KIND_HEARTBEAT, 0, &[0, 0, 0, 0, 0, 0, 9]);
+        let d = signed(&codec, KIND_HEARTBEAT, 0, &[0, 0, 0, 0, 0, 0, 0, 9]);
         assert_eq!(codec.decode(&d), Err(RejectReason::Malformed));
         // Unknown flag bit.
-        let d = signed(&codec, KIND_HEARTBEAT, 0, &[0x80, 0, 0, 0, 0, 0]);
+        let d = signed(&codec, KIND_HEARTBEAT, 0, &[0x80, 0, 0, 0, 0, 0, 0]);
         assert_eq!(codec.decode(&d), Err(RejectReason::Malformed));
         // Huge instance count with no data does not allocate or panic.
-        let d = signed(&codec, KIND_HEARTBEAT, 0, &[0, 0, 0, 0, 0xff, 0xff]);
+        let d = signed(&codec, KIND_HEARTBEAT, 0, &[0, 0, 0, 0, 0, 0xff, 0xff]);
         assert_eq!(codec.decode(&d), Err(RejectReason::Malformed));
         // Invalid UTF-8 name.
         let d = signed(
             &codec,
             KIND_HEARTBEAT,
             0,
-            &[0, 0, 0, 0, 0, 1, 1, 0xff, 1, 0, 0, 0],
+            &[0, 0, 0, 0, 0, 0, 1, 1, 0xff, 1, 0, 0, 0],
         );
         assert_eq!(codec.decode(&d), Err(RejectReason::Malformed));
         // Witness vote byte other than 0/1.
