@@ -220,7 +220,7 @@ impl Sim {
             policy,
             failback,
             wait_for_all: rng.chance(300),
-            witness: nodes % 2 == 0 || rng.chance(200),
+            witness: nodes.is_multiple_of(2) || rng.chance(200),
         };
         let witness = p.witness.then(|| {
             Witness::new(WitnessConfig {
@@ -677,7 +677,7 @@ impl Sim {
             }
             Ev::FenceDone { by, by_inc, target } => {
                 // The agent dies with the node that ran it.
-                if !self.nodes[by].as_ref().is_some_and(|n| n.inc == by_inc) {
+                if self.nodes[by].as_ref().is_none_or(|n| n.inc != by_inc) {
                     return;
                 }
                 let ok = !self.fence_failing;
@@ -893,7 +893,7 @@ fn simulated_clusters_keep_the_invariants() {
             let (a, b) = r.split_once('-').expect("HALB_SIM_SEEDS=FIRST-LAST");
             a.parse::<u64>().expect("first seed")..=b.parse::<u64>().expect("last seed")
         }
-        Err(_) => 1..=60u64,
+        Err(_) => 1..=100u64,
     };
     let started = Instant::now();
     let mut total = 0u64;

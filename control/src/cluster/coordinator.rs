@@ -532,6 +532,7 @@ pub struct Coordinator {
     actions: VecDeque<Action>,
     last_sent: Option<Arc<View>>,
     fence_log: VecDeque<FenceRecord>,
+    fence_log_total: u64,
     grace_until: Option<Instant>,
     last_up: NodeSet,
     members_changed_at: Instant,
@@ -615,6 +616,7 @@ impl Coordinator {
             actions: VecDeque::new(),
             last_sent: None,
             fence_log: VecDeque::new(),
+            fence_log_total: 0,
             grace_until: Some(now + cfg.startup_grace),
             last_up: NodeSet::single(cfg.me),
             members_changed_at: now,
@@ -792,9 +794,14 @@ impl Coordinator {
         self.peers.get(node.index()).and_then(|p| p.incarnation)
     }
 
-    /// Recent fencing results, oldest first.
-    pub fn fence_log(&self) -> impl Iterator<Item = &FenceRecord> {
+    /// Recent fencing results (the last 16), oldest first.
+    pub fn fence_log(&self) -> impl DoubleEndedIterator<Item = &FenceRecord> {
         self.fence_log.iter()
+    }
+
+    /// How many fencing results were logged since start.
+    pub fn fence_log_total(&self) -> u64 {
+        self.fence_log_total
     }
 
     /// The view the next heartbeat would carry.
@@ -1159,6 +1166,7 @@ impl Coordinator {
         if self.fence_log.len() == FENCE_LOG {
             self.fence_log.pop_front();
         }
+        self.fence_log_total += 1;
         self.fence_log.push_back(FenceRecord {
             node,
             ok,

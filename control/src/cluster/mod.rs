@@ -23,6 +23,7 @@
 //! hash covers the names in order, so a mismatch is rejected and counted).
 
 pub mod coordinator;
+pub mod driver;
 pub mod fence;
 pub mod membership;
 pub mod quorum;

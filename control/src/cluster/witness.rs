@@ -54,6 +54,15 @@ pub struct Reply {
     pub partition: NodeSet,
 }
 
+/// (support, currently granted, lowest node id first, lower mask first, set)
+type RankKey = (
+    usize,
+    bool,
+    std::cmp::Reverse<u16>,
+    std::cmp::Reverse<u64>,
+    NodeSet,
+);
+
 #[derive(Debug, Clone, Copy)]
 struct Report {
     at: Instant,
@@ -121,13 +130,7 @@ impl Witness {
     /// The best candidate at `now` (rules 1-4).
     pub fn best(&self, now: Instant) -> Option<NodeSet> {
         let alive = self.alive(now);
-        let mut best: Option<(
-            usize,
-            bool,
-            std::cmp::Reverse<u16>,
-            std::cmp::Reverse<u64>,
-            NodeSet,
-        )> = None;
+        let mut best: Option<RankKey> = None;
         for n in alive.iter() {
             let Some(r) = self.reports[n.index()] else {
                 continue;
