@@ -17,10 +17,27 @@ struct {
 	__type(value, struct halb_bench_stats);
 } halb_bench_stats SEC(".maps");
 
-/* Live-frames sender: every injected frame is transmitted as it is. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct halb_bench_frame);
+} halb_bench_frame SEC(".maps");
+
+/* Live-frames sender: writes the template frame and transmits it. In
+ * live-frames mode the kernel recycles pages without restoring their
+ * bytes, and a receiver that rewrites frames in place (the balancer
+ * encapsulates) would otherwise corrupt what is sent next. */
 SEC("xdp")
 int halb_bench_send(struct xdp_md *ctx)
 {
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 zero = 0;
+	struct halb_bench_frame *tmpl = bpf_map_lookup_elem(&halb_bench_frame, &zero);
+	if (!tmpl || data + HALB_BENCH_FRAME_LEN > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(data, tmpl->bytes, HALB_BENCH_FRAME_LEN);
 	return XDP_TX;
 }
 

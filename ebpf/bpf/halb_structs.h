@@ -119,4 +119,11 @@ struct halb_bench_stats {
 	__u64 bytes;
 };
 
+/* halb_bench_frame value (single entry): the frame the live-frames sender
+ * writes into every packet it transmits. */
+#define HALB_BENCH_FRAME_LEN 64
+struct halb_bench_frame {
+	__u8 bytes[HALB_BENCH_FRAME_LEN];
+};
+
 #endif

@@ -253,6 +253,17 @@ pub struct BenchStats {
     pub bytes: u64,
 }
 
+/// `HALB_BENCH_FRAME_LEN`: length of the benchmark sender's frames.
+pub const BENCH_FRAME_LEN: usize = 64;
+
+/// `struct halb_bench_frame`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchFrame {
+    /// The frame.
+    pub bytes: [u8; BENCH_FRAME_LEN],
+}
+
 macro_rules! pod {
     ($($t:ty),* $(,)?) => {
         $(
@@ -277,6 +288,7 @@ pod!(
     DecapKey,
     DecapStats,
     BenchStats,
+    BenchFrame,
 );
 
 /// Sum per-CPU values field by field.

@@ -8,7 +8,9 @@ use aya::maps::{MapData, PerCpuArray};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::Ebpf;
 
-use crate::abi::BenchStats;
+use aya::maps::Array;
+
+use crate::abi::{BenchFrame, BenchStats, BENCH_FRAME_LEN};
 use crate::error::{chain, load_error, map_error, Error};
 use crate::plan::AttachMode;
 use crate::testrun::run_live;
@@ -43,6 +45,7 @@ impl BenchProgram {
 pub struct BenchPrograms {
     ebpf: Ebpf,
     stats: PerCpuArray<MapData, BenchStats>,
+    frame: Array<MapData, BenchFrame>,
 }
 
 impl std::fmt::Debug for BenchPrograms {
@@ -73,7 +76,14 @@ impl BenchPrograms {
                 name: "halb_bench_stats",
             })?;
         let stats = PerCpuArray::try_from(map).map_err(|e| map_error("halb_bench_stats", &e))?;
-        Ok(BenchPrograms { ebpf, stats })
+        let map = ebpf
+            .take_map("halb_bench_frame")
+            .ok_or(Error::MissingObject {
+                kind: "map",
+                name: "halb_bench_frame",
+            })?;
+        let frame = Array::try_from(map).map_err(|e| map_error("halb_bench_frame", &e))?;
+        Ok(BenchPrograms { ebpf, stats, frame })
     }
 
     fn prog_mut(ebpf: &mut Ebpf, p: BenchProgram) -> Result<&mut Xdp, Error> {
@@ -109,15 +119,22 @@ impl BenchPrograms {
         Ok(())
     }
 
-    /// Send `frame` `repeat` times out of `ifindex` (live frames, batches
-    /// of `batch`). Returns the kernel's time per frame.
+    /// Send `frame` (exactly [`BENCH_FRAME_LEN`] bytes) `repeat` times out
+    /// of `ifindex` (live frames, batches of `batch`). Returns the kernel's
+    /// time per frame.
     pub fn send(
-        &self,
+        &mut self,
         frame: &[u8],
         ifindex: u32,
         repeat: u32,
         batch: u32,
     ) -> Result<Duration, Error> {
+        let bytes: [u8; BENCH_FRAME_LEN] = frame
+            .try_into()
+            .map_err(|_| Error::BadFrame("benchmark frames are 64 bytes"))?;
+        self.frame
+            .set(0, BenchFrame { bytes }, 0)
+            .map_err(|e| map_error("halb_bench_frame", &e))?;
         let name = BenchProgram::Send.name();
         let prog: &Xdp = self
             .ebpf

@@ -173,6 +173,7 @@ pub fn udp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> 
 }
 
 /// A whole Ethernet frame carrying TCP or UDP between two addresses of one family.
+#[allow(clippy::too_many_arguments)]
 pub fn l4_frame(
     dst_mac: [u8; 6],
     src_mac: [u8; 6],
