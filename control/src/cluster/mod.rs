@@ -14,7 +14,7 @@
 //! - [`coordinator`]: sans-IO core combining the above with node modes and
 //!   the VIP ownership handshake; answers `may_be_master(instance)`.
 //! - [`witness`]: the pure vote decision of `halb witness` (corosync-qnetd
-//!   ffsplit-like).
+//!   ffsplit-like); [`witness_server`]: its UDP server.
 //! - [`driver`]: the tokio driver: UDP sockets per link, the cores, status and
 //!   a watch channel of decisions.
 //!
@@ -29,6 +29,7 @@ pub mod membership;
 pub mod quorum;
 pub mod wire;
 pub mod witness;
+pub mod witness_server;
 
 mod types;
 
