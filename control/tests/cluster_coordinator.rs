@@ -27,6 +27,8 @@ struct Opts {
     witness: bool,
     fence_time: Duration,
     down_at_start: Vec<usize>,
+    heartbeat: Duration,
+    latency: Duration,
 }
 
 impl Opts {
@@ -41,6 +43,8 @@ impl Opts {
             witness: false,
             fence_time: 500 * MS,
             down_at_start: Vec::new(),
+            heartbeat: HB,
+            latency: MS,
         }
     }
 }
@@ -101,7 +105,7 @@ impl Net {
             node_names: (0..n).map(|i| format!("n{i}")).collect(),
             incarnation: Incarnation(incarnation),
             links: 1,
-            heartbeat_interval: HB,
+            heartbeat_interval: self.opts.heartbeat,
             miss_count: 3,
             quorum: QuorumParams {
                 node_votes: vec![1; n],
@@ -119,7 +123,7 @@ impl Net {
             },
             fence_retry: Duration::from_secs(1),
             failback_window: Duration::from_secs(60),
-            startup_grace: 600 * MS,
+            startup_grace: self.opts.heartbeat * 6,
             instances: vec![InstanceSpec {
                 name: "vip".into(),
                 priority: self.opts.prios[i],
@@ -186,7 +190,7 @@ impl Net {
                         for j in 0..self.nodes.len() {
                             if j != i && !self.cut.contains(&(i, j)) {
                                 self.queue.push((
-                                    now + MS,
+                                    now + self.opts.latency,
                                     j,
                                     Input::Heartbeat {
                                         link: LinkId(0),
@@ -805,4 +809,33 @@ fn stale_incarnations_are_ignored_and_restarts_reported() {
             .map(|i| i.priority),
         Some(255)
     );
+}
+
+/// Point 9 of the design: with 1 ms heartbeats and no fencing, a backup
+/// learns of the master's crash from membership and is allowed to take
+/// over (with a takeover hint, so VRRP skips Master_Down_Interval) a few
+/// milliseconds after the crash.
+#[test]
+fn one_ms_heartbeats_fast_takeover() {
+    let mut o = Opts::new(&[100, 150, 120]);
+    o.fencing = false;
+    o.heartbeat = MS;
+    o.latency = Duration::from_micros(100);
+    let mut net = Net::new(o);
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(net.holders(), vec![1]);
+    net.crash(1);
+    let crash_at = net.now;
+    let taken = net
+        .run_until(Duration::from_millis(100), |n| n.holders() == vec![2])
+        .expect("taken over");
+    let gap = taken - crash_at;
+    // Detection 3 ms after the last heartbeat (at most 1 ms before the
+    // crash), then the claim handshake: two early heartbeats (a quarter
+    // interval each) and two latencies.
+    assert!(
+        gap <= Duration::from_micros(3000 + 500 + 200 + 100),
+        "{gap:?}"
+    );
+    assert_eq!(net.takeovers.last().map(|t| t.1), Some(2));
 }

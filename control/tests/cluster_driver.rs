@@ -373,3 +373,30 @@ async fn startup_errors_are_clear() {
         other => panic!("expected bind error, got {:?}", other.err()),
     }
 }
+
+/// 1 ms heartbeats, no fencing: the backup's decision to take over (with a
+/// takeover hint) follows the master's crash within a few milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ms_heartbeats_fast_failover_over_udp() {
+    let s = Scratch::new("fast");
+    let mut c = cluster(&s, 10, 3, "", false);
+    c.heartbeat_interval = Duration::from_millis(1);
+    let (_h0, _j0) = start(&c, 0, 100);
+    let (h1, j1) = start(&c, 1, 150);
+    let (h2, _j2) = start(&c, 2, 120);
+    wait_for(&mut h1.decisions(), "n1 master", master).await;
+    wait_status(&h2, "n1 seen as holder", |st| {
+        st.core.instances[0].holders == vec![NodeId(1)]
+    })
+    .await;
+    // Let the cluster run steadily for a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    h1.stop().expect("stop");
+    j1.await.expect("n1 ends");
+    let crashed = tokio::time::Instant::now();
+    let d = wait_for(&mut h2.decisions(), "n2 takes over", master).await;
+    let gap = crashed.elapsed();
+    eprintln!("takeover decision {gap:?} after the crash (detection 3 ms)");
+    assert_eq!(d.instances["web"].takeover, 1, "takeover hint");
+    assert!(gap < Duration::from_millis(100), "{gap:?}");
+}
