@@ -325,7 +325,8 @@ fn bind(link: LinkId, addr: SocketAddr) -> Result<UdpSocket, DriverError> {
     let domain = socket2::Domain::for_address(addr);
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))
         .map_err(err)?;
-    s.set_reuse_address(true).map_err(err)?;
+    // No SO_REUSEADDR: a second process on the same address must fail
+    // loudly instead of sharing the heartbeats.
     s.set_nonblocking(true).map_err(err)?;
     s.bind(&addr.into()).map_err(err)?;
     UdpSocket::from_std(s.into()).map_err(err)
