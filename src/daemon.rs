@@ -17,6 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::admin::{self, Request, Response};
 use crate::parts::dataplane::DataplanePart;
 use crate::parts::vrrp::VrrpPart;
+use crate::parts::xdp::{self as xdp_part, XdpPart};
 use crate::shutdown;
 use crate::status::{AdminStatus, MetricsStatus, ReloadReport, Status};
 use crate::telemetry;
@@ -82,6 +83,7 @@ pub struct Daemon {
     telemetry: Telemetry,
     dataplane: DataplanePart,
     vrrp: VrrpPart,
+    xdp: XdpPart,
     stop_tx: tokio::sync::mpsc::UnboundedSender<StopReason>,
 }
 
@@ -104,6 +106,7 @@ impl Daemon {
         telemetry: Telemetry,
         dataplane: DataplanePart,
         vrrp: VrrpPart,
+        xdp: XdpPart,
         stop_tx: tokio::sync::mpsc::UnboundedSender<StopReason>,
     ) -> Daemon {
         let now = SystemTime::now();
@@ -124,6 +127,7 @@ impl Daemon {
             telemetry,
             dataplane,
             vrrp,
+            xdp,
             stop_tx,
         }
     }
@@ -141,7 +145,10 @@ impl Daemon {
         let loaded = self.source.load().and_then(|config| {
             VrrpPart::check(&config).map_err(|e| vec![e])?;
             let mut changes = self.node_changes(&old.config, &config);
-            let dp = self.dataplane.reload(&config).map_err(|e| vec![e])?;
+            let (xdp_changes, fallback) = self.xdp.reload(&config).map_err(|e| vec![e])?;
+            changes.extend(xdp_changes);
+            let userspace = xdp_part::userspace_config(&config, &fallback);
+            let dp = self.dataplane.reload(&userspace).map_err(|e| vec![e])?;
             changes.extend(dp);
             Ok((config, changes))
         });
@@ -253,6 +260,7 @@ impl Daemon {
             }),
             dataplane: self.dataplane.status(),
             vrrp: self.vrrp.status().await,
+            xdp: self.xdp.status(&running.config),
         }
     }
 
@@ -517,7 +525,9 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
         .as_mut()
         .map(|i| std::mem::take(&mut i.listeners))
         .unwrap_or_default();
-    let dataplane = match DataplanePart::start(&config, listeners) {
+    let xdp = XdpPart::start(&config);
+    let userspace = xdp_part::userspace_config(&config, &xdp.fallback());
+    let dataplane = match DataplanePart::start(&userspace, listeners) {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("{e}");
@@ -558,6 +568,7 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
         },
         dataplane,
         vrrp,
+        xdp,
         stop_tx,
     ));
     let (trigger, shutdown) = shutdown::channel();
@@ -567,6 +578,7 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
         daemon.clone(),
         shutdown.clone(),
     ));
+    tasks.spawn(sync_xdp(daemon.clone(), shutdown.clone()));
     if let Some(listener) = metrics_listener {
         tasks.spawn(telemetry::serve(
             listener,
@@ -626,6 +638,7 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
         daemon.vrrp.shutdown(deadline)
     );
     trigger.trigger();
+    daemon.xdp.shutdown();
     let code = stop_parts(
         &mut tasks,
         deadline.saturating_duration_since(tokio::time::Instant::now()),
@@ -637,6 +650,23 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
     }
     tracing::info!(code, ?reason, "halb stopped");
     code
+}
+
+/// Keeps the kernel's server tables in step with the data plane's health
+/// checks, and exports the XDP counters every 5 s.
+async fn sync_xdp(daemon: Arc<Daemon>, shutdown: shutdown::Shutdown) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tick.tick() => {
+                n += 1;
+                daemon.xdp.sync(&daemon.dataplane.status(), n % 25 == 0);
+            }
+        }
+    }
 }
 
 /// Waits for every part to finish, up to `timeout`; aborts the rest.

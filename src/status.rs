@@ -28,6 +28,8 @@ pub struct Status {
     pub dataplane: dataplane::Status,
     /// VRRP instances.
     pub vrrp: crate::parts::vrrp::VrrpStatus,
+    /// The XDP balancer: mode per interface, frontends, fallbacks.
+    pub xdp: Option<ebpf::XdpStatus>,
 }
 
 /// One reload attempt.
@@ -115,6 +117,9 @@ impl Status {
         }
         crate::parts::dataplane::render(&self.dataplane, &mut out);
         crate::parts::vrrp::render(&self.vrrp, &mut out);
+        if let Some(x) = &self.xdp {
+            crate::parts::xdp::render(x, &mut out);
+        }
         out
     }
 }

@@ -846,6 +846,16 @@ pub async fn serve(listener: Listener, frontend: FrontendHandle, shutdown: Shutd
     }
 }
 
+/// Lets a frontend bind a virtual IP this node does not hold yet (a VRRP
+/// backup): the listener is ready the moment the VIP arrives, like
+/// `ip_nonlocal_bind`, but for halb's sockets only.
+fn set_freebind(s: &socket2::Socket, bind: SocketAddr) -> std::io::Result<()> {
+    match bind {
+        SocketAddr::V4(_) => s.set_freebind_v4(true),
+        SocketAddr::V6(_) => s.set_freebind_v6(true),
+    }
+}
+
 fn bind_socket(fe: &FrontendConfig) -> std::io::Result<(Listener, OwnedFd, SocketAddr)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = Domain::for_address(fe.bind);
@@ -853,6 +863,7 @@ fn bind_socket(fe: &FrontendConfig) -> std::io::Result<(Listener, OwnedFd, Socke
         Transport::Tcp => {
             let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
             s.set_reuse_address(true)?;
+            set_freebind(&s, fe.bind)?;
             s.set_nonblocking(true)?;
             s.bind(&fe.bind.into())?;
             s.listen(1024)?;
@@ -865,6 +876,7 @@ fn bind_socket(fe: &FrontendConfig) -> std::io::Result<(Listener, OwnedFd, Socke
         Transport::Udp => {
             let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
             s.set_reuse_address(true)?;
+            set_freebind(&s, fe.bind)?;
             s.set_nonblocking(true)?;
             s.bind(&fe.bind.into())?;
             let std: std::net::UdpSocket = s.into();

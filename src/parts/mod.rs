@@ -5,3 +5,4 @@
 
 pub mod dataplane;
 pub mod vrrp;
+pub mod xdp;

@@ -383,7 +383,15 @@ pub fn render_html(status: &VrrpStatus, out: &mut String) {
         let last = i
             .last_transition
             .as_ref()
-            .map(|t| format!("{} {} &rarr; {} ({})", esc(&t.at), esc(&t.from), esc(&t.to), esc(&t.reason)))
+            .map(|t| {
+                format!(
+                    "{} {} &rarr; {} ({})",
+                    esc(&t.at),
+                    esc(&t.from),
+                    esc(&t.to),
+                    esc(&t.reason)
+                )
+            })
             .unwrap_or_default();
         let _ = write!(
             out,
@@ -450,7 +458,10 @@ sync_group = "g1"
         assert_eq!(s.track_scripts[0].name, "/bin/check web");
         assert_eq!((s.track_scripts[0].rise, s.track_scripts[0].fall), (2, 3));
         assert_eq!(s.track_files[0].name, "/run/prio");
-        assert_eq!(s.notify.notify, vec![vec!["/usr/local/bin/notify".to_string()]]);
+        assert_eq!(
+            s.notify.notify,
+            vec![vec!["/usr/local/bin/notify".to_string()]]
+        );
         assert_eq!(s.v3_checksum, V3Ipv4Checksum::MessageOnly);
         assert_eq!(s.sync_group.as_deref(), Some("g1"));
         assert!(vrrp::driver::check(&[s]).is_ok());
@@ -490,7 +501,10 @@ sync_group = "g1"
         };
         let mut out = String::new();
         render(&view, &mut out);
-        assert!(out.contains("front        BACKUP  priority 40/100"), "{out}");
+        assert!(
+            out.contains("front        BACKUP  priority 40/100"),
+            "{out}"
+        );
         assert!(out.contains("master: 10.0.0.1 (priority 150)"), "{out}");
         assert!(out.contains("initialize -> backup (startup)"), "{out}");
         let mut html = String::new();
