@@ -10,6 +10,7 @@ mod stats_page;
 mod status;
 mod telemetry;
 mod upgrade;
+mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,6 +105,13 @@ enum Command {
     },
     /// The embedded default: a balancer on 127.0.0.1 over built-in demo servers.
     Demo(demo::DemoArgs),
+    /// A tie-breaking vote for the cluster (like corosync-qnetd), on a third
+    /// machine: reads the same config and listens on cluster.witness.
+    Witness {
+        /// The cluster's config file.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: PathBuf,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -169,6 +177,7 @@ fn main() -> ExitCode {
             client_cmd(&client, request, print_result)
         }
         Command::Demo(args) => demo::run(args),
+        Command::Witness { config } => witness::run(config),
     })
 }
 
