@@ -1,0 +1,140 @@
+//! The XDP part of the daemon: a frontend with `forwarding = "ipip"` is
+//! served in the kernel (status shows the interface's XDP mode), server
+//! admin changes reach the kernel's tables, and a frontend whose interface
+//! cannot take XDP falls back to the user-space L4 path and still serves.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Node;
+use testsupport::Lab;
+
+#[test]
+fn xdp_frontend_in_kernel_and_fallback_to_user_space() -> Result<(), Box<dyn std::error::Error>> {
+    testsupport::require_root!("XDP attach in a network namespace");
+    let lab = Lab::new("xdpp")?;
+    let lb = lab.netns("lb")?;
+    let cl = lab.netns("cl")?;
+    lab.link(&lb, "eth0", &cl, "eth0")?;
+    lb.add_addr("eth0", "10.0.0.1/24")?;
+    cl.add_addr("eth0", "10.0.0.2/24")?;
+    cl.add_addr("eth0", "10.0.0.3/24")?;
+
+    // A UDP echo server for the fallback frontend, on the balancer's loopback.
+    let _echo = lb.spawn_thread(|| -> std::io::Result<()> {
+        let s = std::net::UdpSocket::bind("127.0.0.1:5301")?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut buf = [0u8; 1500];
+        for _ in 0..100 {
+            let (n, from) = s.recv_from(&mut buf)?;
+            s.send_to(&buf[..n], from)?;
+        }
+        Ok(())
+    })?;
+
+    let config = r#"[node]
+name = "xdp1"
+admin_socket = "{socket}"
+
+[[frontend]]
+name = "vipu"
+bind = "10.0.0.100:9000"
+mode = "udp"
+backend = "b"
+forwarding = "ipip"
+xdp = "generic"
+interface = "eth0"
+
+[[frontend]]
+name = "fb"
+bind = "127.0.0.1:5300"
+mode = "udp"
+backend = "echo"
+forwarding = "ipip"
+xdp = "native"
+interface = "nosuch0"
+
+[[backend]]
+name = "b"
+algorithm = "maglev"
+servers = [
+  { name = "s1", address = "10.0.0.2:9000" },
+  { name = "s2", address = "10.0.0.3:9000" },
+]
+health = { kind = "none" }
+
+[[backend]]
+name = "echo"
+servers = [{ name = "e", address = "127.0.0.1:5301" }]
+health = { kind = "none" }
+"#;
+    let node = Node::start(&lb, lab.dir(), "xdp1", config);
+
+    let s = node.status();
+    let xdp = &s["xdp"];
+    let eth0 = xdp["interfaces"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["interface"] == "eth0"))
+        .unwrap_or_else(|| panic!("no eth0 in {xdp:#}"));
+    assert_eq!(eth0["mode"], "generic", "{xdp:#}");
+    let frontends: Vec<&str> = xdp["frontends"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|f| f["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(frontends, vec!["vipu"], "{xdp:#}");
+    let fallback: Vec<&str> = xdp["fallback"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|f| f["frontend"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(fallback, vec!["fb"], "{xdp:#}");
+    // The text status names the mode too.
+    let text = String::from_utf8_lossy(&node.cli(&["status"]).stdout).to_string();
+    assert!(
+        text.contains("interface eth0") && text.contains("generic"),
+        "{text}"
+    );
+
+    // The fallback frontend is served by the user-space UDP proxy.
+    let reply = lb.run(|| -> std::io::Result<Vec<u8>> {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.send_to(b"ping-through-fallback", "127.0.0.1:5300")?;
+        let mut buf = [0u8; 64];
+        let n = s.recv(&mut buf)?;
+        Ok(buf[..n].to_vec())
+    })??;
+    assert_eq!(reply, b"ping-through-fallback");
+
+    // `halb server disable` reaches the kernel's table: s1 leaves it.
+    let out = node.cli(&["server", "disable", "b/s1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = node.status();
+        let servers = s["xdp"]["frontends"][0]["servers"].clone();
+        let s1 = servers
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["name"] == "s1"))
+            .cloned()
+            .unwrap_or_default();
+        let s2_slots = servers
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["name"] == "s2"))
+            .and_then(|x| x["slots"].as_u64())
+            .unwrap_or(0);
+        if s1["condition"] == "down" && s1["slots"] == 0 && s2_slots == 65537 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "s1 still in the kernel table: {servers:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
