@@ -151,8 +151,6 @@ fn vrrp_unicast_peers_elect_and_fail_over_without_multicast() {
         .ns
         .capture("eth0", "ip proto 112")
         .expect("capture");
-    let mut mine = std::process::Command::new("ip").args(["netns","exec",lan.router("r2").ns.name(),"tcpdump","-U","-n","-s","0","-Z","root","-i","eth0","-w","/tmp/mine.pcap"]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
     let mut r1 = lan.start(
         "r1",
         &config("r1", &front(150, &vips, "unicast_peers = [\"10.0.0.2\"]")),
@@ -167,12 +165,21 @@ fn vrrp_unicast_peers_elect_and_fail_over_without_multicast() {
     lan.assert_via(vip(), "r1");
     // tcpdump hands packets over in blocks (up to 1 s late): wait for them.
     let packets = cap
-        .wait_for(T, |p| p.iter().filter(|p| p.ip_proto() == Some(112)).count() >= 5)
+        .wait_for(T, |p| {
+            p.iter().filter(|p| p.ip_proto() == Some(112)).count() >= 5
+        })
         .expect("VRRP packets seen on r2");
-    let vrrp: Vec<_> = packets.iter().filter(|p| p.ip_proto() == Some(112)).collect();
+    let vrrp: Vec<_> = packets
+        .iter()
+        .filter(|p| p.ip_proto() == Some(112))
+        .collect();
     for p in &vrrp {
         let (_, l3) = p.l3().expect("l3");
-        assert_ne!(&l3[16..20], &[224, 0, 0, 18], "a multicast advert in unicast mode");
+        assert_ne!(
+            &l3[16..20],
+            &[224, 0, 0, 18],
+            "a multicast advert in unicast mode"
+        );
     }
     r1.crash();
     wait_state(&r2, "front", "master", T);
@@ -189,7 +196,10 @@ fn vrrp_ipv6_election_and_failover() {
     let r2 = lan.start("r2", &config("r2", &front(100, &vips, "")));
     let s1 = wait_state(&r1, "front", "master", T);
     assert_eq!(s1["family"], "ipv6");
-    let primary = s1["primary_address"].as_str().unwrap_or_default().to_string();
+    let primary = s1["primary_address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(primary.starts_with("fe80:"), "advert source {primary}");
     let s2 = wait_state(&r2, "front", "backup", T);
     assert_eq!(s2["master"].as_str(), Some(primary.as_str()));
@@ -240,24 +250,26 @@ fn vrrp_sync_group_members_move_together() {
     let lan = Lan::new("vsg", 2, false);
     // r1 tracks a dummy interface with weight 0 on instance "b" only.
     let r1ns = &lan.router("r1").ns;
-    r1ns.ip(["link", "add", "trk0", "type", "veth", "peer", "name", "trk1"])
-        .expect("veth");
+    r1ns.ip([
+        "link", "add", "trk0", "type", "veth", "peer", "name", "trk1",
+    ])
+    .expect("veth");
     r1ns.link_up("trk1").expect("up");
     r1ns.link_up("trk0").expect("up");
     let two = |prio: u8, track: &str| {
+        let a = front(prio, &format!("\"{VIP}/24\""), "sync_group = \"g\"");
         format!(
-            "{}{}",
-            front(prio, &format!("\"{VIP}/24\""), "sync_group = \"g\""),
-            format!(
-                "[[vrrp]]\nname = \"b\"\ninterface = \"eth0\"\nvrid = 52\npriority = {prio}\n\
-                 advert_interval = \"50ms\"\nvirtual_ips = [\"10.0.0.101/24\"]\nsync_group = \"g\"\n{track}\n"
-            )
+            "{a}[[vrrp]]\nname = \"b\"\ninterface = \"eth0\"\nvrid = 52\npriority = {prio}\n\
+             advert_interval = \"50ms\"\nvirtual_ips = [\"10.0.0.101/24\"]\nsync_group = \"g\"\n{track}\n"
         )
     };
     let vip_b: std::net::IpAddr = "10.0.0.101".parse().expect("ip");
     let r1 = lan.start(
         "r1",
-        &config("r1", &two(150, "track_interfaces = [{ name = \"trk0\", weight = 0 }]")),
+        &config(
+            "r1",
+            &two(150, "track_interfaces = [{ name = \"trk0\", weight = 0 }]"),
+        ),
     );
     wait_state(&r1, "front", "master", T);
     wait_state(&r1, "b", "master", T);
@@ -340,14 +352,25 @@ fn vrrp_sighup_reload_keeps_an_unchanged_vip_in_place() {
         .expect("ip monitor");
     std::thread::sleep(Duration::from_millis(200));
     let vips2 = format!("\"{VIP}/24\", \"10.0.0.102/24\"");
-    std::fs::write(&r1.config, config("r1", &front(160, &vips2, "")).replace("{socket}", &r1.socket.display().to_string())).expect("write");
-    std::fs::write(&r2.config, config("r2", &front(110, &vips2, "")).replace("{socket}", &r2.socket.display().to_string())).expect("write");
+    std::fs::write(
+        &r1.config,
+        config("r1", &front(160, &vips2, "")).replace("{socket}", &r1.socket.display().to_string()),
+    )
+    .expect("write");
+    std::fs::write(
+        &r2.config,
+        config("r2", &front(110, &vips2, "")).replace("{socket}", &r2.socket.display().to_string()),
+    )
+    .expect("write");
     r1.signal(testsupport::Signal::SIGHUP);
     r2.signal(testsupport::Signal::SIGHUP);
     let s1 = r1.wait_status("reload applied", T, |s| s["generation"] == 2);
     r2.wait_status("reload applied", T, |s| s["generation"] == 2);
     let changes = s1["last_reload"]["changes"].to_string();
-    assert!(changes.contains("vrrp front: priority 150 -> 160"), "{changes}");
+    assert!(
+        changes.contains("vrrp front: priority 150 -> 160"),
+        "{changes}"
+    );
     // The second VIP arrives, the first never left.
     let deadline = std::time::Instant::now() + T;
     while !lan.holds("r1", "10.0.0.102".parse().expect("ip")) {
@@ -359,17 +382,25 @@ fn vrrp_sighup_reload_keeps_an_unchanged_vip_in_place() {
     let after2 = instance(&r2, "front");
     assert_eq!(after["state"], "master");
     assert_eq!(after["effective_priority"], 160);
-    assert_eq!(after["counters"]["transitions"], before["counters"]["transitions"], "{after}");
+    assert_eq!(
+        after["counters"]["transitions"], before["counters"]["transitions"],
+        "{after}"
+    );
     assert_eq!(after["last_transition"], before["last_transition"]);
     assert_eq!(after2["state"], "backup");
-    assert_eq!(after2["counters"]["transitions"], before2["counters"]["transitions"], "{after2}");
+    assert_eq!(
+        after2["counters"]["transitions"], before2["counters"]["transitions"],
+        "{after2}"
+    );
     let events = monitor.output_so_far();
     assert!(
         events.contains("10.0.0.102"),
         "ip monitor did not see the new VIP (so it would not see a removal either):\n{events}"
     );
     assert!(
-        !events.lines().any(|l| l.starts_with("Deleted") && l.contains(VIP)),
+        !events
+            .lines()
+            .any(|l| l.starts_with("Deleted") && l.contains(VIP)),
         "the VIP was removed during the reload:\n{events}"
     );
     lan.assert_via(vip(), "r1");
@@ -387,7 +418,11 @@ fn vrrp_node_standby_gives_up_and_takes_back_the_vips() {
     wait_state(&r2, "front", "backup", T);
     lan.assert_via(vip(), "r1");
     let out = r1.cli(&["node", "standby"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s1 = wait_state(&r1, "front", "backup", T);
     assert_eq!(s1["standby"], true);
     assert_eq!(s1["last_transition"]["reason"], "standby");
@@ -418,6 +453,10 @@ fn vrrp_use_vmac_clients_hold_the_virtual_mac() {
     r1.crash();
     wait_state(&r2, "front", "master", T);
     lan.wait_answer(vip(), "r2", T);
-    assert_eq!(lan.client_mac_for(vip()), Some(vmac), "same virtual MAC after failover");
+    assert_eq!(
+        lan.client_mac_for(vip()),
+        Some(vmac),
+        "same virtual MAC after failover"
+    );
     let _ = r2;
 }

@@ -139,7 +139,8 @@ impl Lan {
                     SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
                 };
                 let sock = UdpSocket::bind(bind).ok()?;
-                sock.set_read_timeout(Some(Duration::from_millis(150))).ok()?;
+                sock.set_read_timeout(Some(Duration::from_millis(150)))
+                    .ok()?;
                 sock.send_to(b"probe", (vip, PORT)).ok()?;
                 let mut buf = [0u8; 64];
                 let (n, _) = sock.recv_from(&mut buf).ok()?;
@@ -160,7 +161,9 @@ impl Lan {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("client never reached {vip} through {router} within {limit:?}; last answer {last:?}");
+        panic!(
+            "client never reached {vip} through {router} within {limit:?}; last answer {last:?}"
+        );
     }
 
     /// Several probes in a row all answered by `router`.
@@ -213,7 +216,8 @@ impl Lan {
 fn prepare(ns: &Netns, v6: bool) {
     if v6 {
         // No DAD: link-local addresses are usable at once.
-        ns.sysctl("net.ipv6.conf.all.accept_dad", "0").expect("sysctl");
+        ns.sysctl("net.ipv6.conf.all.accept_dad", "0")
+            .expect("sysctl");
         ns.sysctl("net.ipv6.conf.default.accept_dad", "0")
             .expect("sysctl");
     }

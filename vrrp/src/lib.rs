@@ -9,15 +9,19 @@
 //! - [`track`]: effective priority and fault from tracked interfaces, scripts and files.
 //! - [`sync_group`]: instances that change state together.
 //!
-//! Nothing here opens a socket, reads a clock or spawns a task: the driver
-//! passes `now` in and executes the returned actions.
+//! Nothing in those modules opens a socket, reads a clock or spawns a task:
+//! the driver passes `now` in and executes the returned actions.
+//!
+//! - [`io`]: the kernel side (VRRP sockets, AF_PACKET frames, rtnetlink VIPs,
+//!   virtual MACs, link watch, track probes, notify programs).
+//! - [`driver`]: the tokio driver that runs instances with all of the above.
 
+pub mod driver;
 mod error;
+pub mod io;
 pub mod router;
 pub mod sync_group;
 pub mod track;
-pub mod driver;
-pub mod io;
 mod units;
 pub mod wire;
 

@@ -237,7 +237,9 @@ impl Tracking {
             );
             match probe {
                 Ok(p) => probes.push(p),
-                Err(e) => error!(instance = %spec.name, script = %s.name, error = %e, "track script not started"),
+                Err(e) => {
+                    error!(instance = %spec.name, script = %s.name, error = %e, "track script not started")
+                }
             }
         }
         for f in &spec.track_files {
@@ -579,14 +581,12 @@ impl Instance {
             Family::Ipv4 => primary_ipv4(&addrs, &self.spec.vip_addrs())
                 .map(IpAddr::V4)
                 .ok_or_else(|| format!("no IPv4 address on {}", self.spec.interface)),
-            Family::Ipv6 => link_local_v6(&addrs)
-                .map(IpAddr::V6)
-                .ok_or_else(|| {
-                    format!(
-                        "no usable link-local IPv6 address on {} yet",
-                        self.spec.interface
-                    )
-                }),
+            Family::Ipv6 => link_local_v6(&addrs).map(IpAddr::V6).ok_or_else(|| {
+                format!(
+                    "no usable link-local IPv6 address on {} yet",
+                    self.spec.interface
+                )
+            }),
         }
     }
 
@@ -630,6 +630,12 @@ impl Instance {
             Command::SetGroup(link) => {
                 self.group = link;
                 self.group_fault = false;
+                // A fault imposed by the old group is lifted; the new group
+                // orders it again if one of its members is faulty.
+                let stale_fault = self.router.as_ref().is_some_and(|r| r.status().fault);
+                if stale_fault && !self.own_fault() {
+                    self.feed(Input::Fault(false), Mode::Normal).await;
+                }
                 match &self.group {
                     Some(g) => {
                         g.send(GroupEvent::OwnFault {
@@ -798,17 +804,9 @@ impl Instance {
             self.own_link_up = up;
             self.fault_changed(before).await;
         }
-        if self
-            .spec
-            .track_interfaces
-            .iter()
-            .any(|t| t.name == ev.name)
-        {
-            self.observe(Observation::Interface {
-                name: &ev.name,
-                up,
-            })
-            .await;
+        if self.spec.track_interfaces.iter().any(|t| t.name == ev.name) {
+            self.observe(Observation::Interface { name: &ev.name, up })
+                .await;
         }
     }
 
@@ -828,7 +826,9 @@ impl Instance {
                 self.fault_changed(before_fault).await;
             }
             Ok(None) => {}
-            Err(e) => debug!(instance = %self.spec.name, error = %e, "observation for an unknown tracker"),
+            Err(e) => {
+                debug!(instance = %self.spec.name, error = %e, "observation for an unknown tracker")
+            }
         }
     }
 
@@ -902,7 +902,9 @@ impl Instance {
                 Action::Warn(Warning::AddressListMismatch { from }) => {
                     warn!(instance = %self.spec.name, %from, "advert address list differs from ours; it still takes part in the election");
                 }
-                Action::Warn(w) => debug!(instance = %self.spec.name, warning = ?w, "router warning"),
+                Action::Warn(w) => {
+                    debug!(instance = %self.spec.name, warning = ?w, "router warning")
+                }
             }
         }
     }
@@ -1179,7 +1181,8 @@ impl Instance {
             self.held.retain(|v| !gone.contains(v));
         }
         self.rebuild_router().await;
-        if old.garp != self.spec.garp && self.router.as_ref().is_some_and(|r| r.is_master()) {
+        let master = self.router.as_ref().is_some_and(|r| r.is_master());
+        if master && (old.garp != self.spec.garp || old.vips != self.spec.vips) {
             self.start_refresh();
         }
     }
@@ -1290,8 +1293,12 @@ impl Instance {
         }
         if let Some(v) = self.io.as_ref().and_then(|io| io.vmac.clone()) {
             match Vmacs::new(self.nl.clone()).remove(&v.name).await {
-                Ok(_) => debug!(instance = %self.spec.name, vmac = %v.name, "virtual MAC interface removed"),
-                Err(e) => warn!(instance = %self.spec.name, vmac = %v.name, error = %e, "virtual MAC interface not removed"),
+                Ok(_) => {
+                    debug!(instance = %self.spec.name, vmac = %v.name, "virtual MAC interface removed")
+                }
+                Err(e) => {
+                    warn!(instance = %self.spec.name, vmac = %v.name, error = %e, "virtual MAC interface not removed")
+                }
             }
         }
         self.publish();

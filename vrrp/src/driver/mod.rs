@@ -140,7 +140,8 @@ impl Driver {
             self.instances.values().map(|h| h.spec.clone()).collect();
         all_specs.extend(specs.iter().cloned());
         let members = group_members(&all_specs);
-        let mut touched: BTreeSet<String> = specs.iter().filter_map(|s| s.sync_group.clone()).collect();
+        let mut touched: BTreeSet<String> =
+            specs.iter().filter_map(|s| s.sync_group.clone()).collect();
         touched.extend(regroup.iter().cloned());
         for g in touched {
             let Some(names) = members.get(&g) else {
@@ -160,12 +161,11 @@ impl Driver {
                     seed.push((n.clone(), st.state, st.own_fault));
                 }
             }
-            let handle = GroupHandle::spawn(&g, senders, &seed).map_err(|e| {
-                DriverError::InvalidSpec {
+            let handle =
+                GroupHandle::spawn(&g, senders, &seed).map_err(|e| DriverError::InvalidSpec {
                     instance: g.clone(),
                     reason: e.to_string(),
-                }
-            })?;
+                })?;
             for n in names {
                 if let Some(h) = self.instances.get(n) {
                     let _ = h.cmd.send(Command::SetGroup(Some(handle.link())));
@@ -248,10 +248,7 @@ impl Driver {
                 stop_instance(name, h, deadline).await;
             }
         }
-        *self
-            .local_vrids
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = vrid_keys(&specs);
+        *self.local_vrids.write().unwrap_or_else(|e| e.into_inner()) = vrid_keys(&specs);
         // Reconfigure the others in place.
         let mut fresh = Vec::new();
         for s in specs {
@@ -369,3 +366,6 @@ async fn stop_instance(name: &str, h: Handle, deadline: Instant) {
         task.abort();
     }
 }
+
+#[cfg(test)]
+mod tests;

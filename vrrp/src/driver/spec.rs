@@ -166,9 +166,7 @@ impl InstanceSpec {
             .chain(self.unicast_source.iter())
             .find(|a| Family::of(a) != family);
         if let Some(a) = wrong {
-            return Err(invalid(format!(
-                "address {a} is not of the VIPs' family"
-            )));
+            return Err(invalid(format!("address {a} is not of the VIPs' family")));
         }
         if let Some(s) = self.track_scripts.iter().find(|s| s.argv.is_empty()) {
             return Err(invalid(format!("track script {:?} has no command", s.name)));
@@ -213,7 +211,11 @@ impl InstanceSpec {
             self.version.number().to_string(),
             new.version.number().to_string(),
         );
-        field("priority", self.priority.to_string(), new.priority.to_string());
+        field(
+            "priority",
+            self.priority.to_string(),
+            new.priority.to_string(),
+        );
         field(
             "advert_interval",
             format!("{:?}", self.advert_interval.as_duration()),
@@ -230,7 +232,11 @@ impl InstanceSpec {
             self.accept_mode.to_string(),
             new.accept_mode.to_string(),
         );
-        field("use_vmac", self.use_vmac.to_string(), new.use_vmac.to_string());
+        field(
+            "use_vmac",
+            self.use_vmac.to_string(),
+            new.use_vmac.to_string(),
+        );
         field(
             "sync_group",
             format!("{:?}", self.sync_group),
@@ -267,7 +273,10 @@ impl InstanceSpec {
             out.push(format!("vrrp {n}: virtual IPs added {}", added.join(", ")));
         }
         if !removed.is_empty() {
-            out.push(format!("vrrp {n}: virtual IPs removed {}", removed.join(", ")));
+            out.push(format!(
+                "vrrp {n}: virtual IPs removed {}",
+                removed.join(", ")
+            ));
         }
         if self.garp != new.garp {
             out.push(format!("vrrp {n}: garp settings changed"));
