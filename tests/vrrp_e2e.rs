@@ -8,7 +8,8 @@ mod vrrp_common;
 
 use std::time::Duration;
 
-use vrrp_common::{config, front, instance, vip, wait_state, Lan, VIP};
+use common::{http_get, metric};
+use vrrp_common::{config, config_with_metrics, front, instance, vip, wait_state, Lan, VIP};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -144,7 +145,7 @@ fn vrrp_sigterm_is_a_planned_switchover() {
 #[test]
 fn vrrp_unicast_peers_elect_and_fail_over_without_multicast() {
     testsupport::require_root!();
-    let lan = Lan::new("vuc", 2, false);
+    let lan = Lan::new("vuc", 3, false);
     let vips = format!("\"{VIP}/24\"");
     let cap = lan
         .router("r2")
@@ -153,7 +154,7 @@ fn vrrp_unicast_peers_elect_and_fail_over_without_multicast() {
         .expect("capture");
     let mut r1 = lan.start(
         "r1",
-        &config("r1", &front(150, &vips, "unicast_peers = [\"10.0.0.2\"]")),
+        &config_with_metrics("r1", &front(150, &vips, "unicast_peers = [\"10.0.0.2\"]")),
     );
     let r2 = lan.start(
         "r2",
@@ -163,17 +164,70 @@ fn vrrp_unicast_peers_elect_and_fail_over_without_multicast() {
     let s2 = wait_state(&r2, "front", "backup", T);
     assert_eq!(s2["master"], "10.0.0.1");
     lan.assert_via(vip(), "r1");
+    // An intruder with a higher priority that is not in r1's peer list
+    // (its own VIP, so that it does not disturb the client): r1 drops its
+    // adverts and stays master.
+    let _r3 = lan.start(
+        "r3",
+        &config(
+            "r3",
+            &front(200, "\"10.0.0.200/24\"", "unicast_peers = [\"10.0.0.1\"]"),
+        ),
+    );
+    let m = testsupport::wait_until(
+        "r1 dropping r3's adverts",
+        T,
+        Duration::from_millis(50),
+        || {
+            let m = http_get(
+                &lan.router("r1").ns,
+                "127.0.0.1:9100".parse().expect("addr"),
+                "/metrics",
+            )
+            .map_err(|e| testsupport::Error::Io {
+                context: "metrics".into(),
+                source: e,
+            })?;
+            let dropped = metric(
+                &m,
+                "halb_vrrp_rx_dropped_total",
+                &[("instance", "front"), ("reason", "not_from_peer")],
+            );
+            Ok(if dropped.is_some_and(|d| d >= 3.0) {
+                Ok(m)
+            } else {
+                Err(dropped)
+            })
+        },
+    )
+    .expect("dropped adverts counted");
+    assert_eq!(
+        metric(&m, "halb_vrrp_state", &[("instance", "front")]),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "halb_vrrp_transitions_total",
+            &[("instance", "front"), ("to", "master")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "halb_vrrp_priority", &[("instance", "front")]),
+        Some(150.0)
+    );
+    assert_eq!(instance(&r1, "front")["state"], "master");
+    lan.assert_via(vip(), "r1");
     // tcpdump hands packets over in blocks (up to 1 s late): wait for them.
     let packets = cap
         .wait_for(T, |p| {
             p.iter().filter(|p| p.ip_proto() == Some(112)).count() >= 5
         })
         .expect("VRRP packets seen on r2");
-    let vrrp: Vec<_> = packets
-        .iter()
-        .filter(|p| p.ip_proto() == Some(112))
-        .collect();
-    for p in &vrrp {
+    for p in packets.iter().filter(|p| p.ip_proto() == Some(112)) {
         let (_, l3) = p.l3().expect("l3");
         assert_ne!(
             &l3[16..20],

@@ -268,6 +268,15 @@ pub fn config(node: &str, instances: &str) -> String {
     )
 }
 
+/// Like [`config`], with the metrics endpoint on 127.0.0.1:9100 (inside
+/// the node's namespace).
+pub fn config_with_metrics(node: &str, instances: &str) -> String {
+    config(node, instances).replace(
+        "shutdown_timeout",
+        "metrics_listen = \"127.0.0.1:9100\"\nshutdown_timeout",
+    )
+}
+
 /// One instance: name "front", vrid 51, 50 ms adverts, the given extra lines.
 pub fn front(priority: u8, vips: &str, extra: &str) -> String {
     format!(
