@@ -514,3 +514,31 @@ fn vrrp_use_vmac_clients_hold_the_virtual_mac() {
     );
     let _ = r2;
 }
+
+#[test]
+fn vrrp_track_file_value_times_weight_moves_the_master() {
+    testsupport::require_root!();
+    let lan = Lan::new("vtf", 2, false);
+    let vips = format!("\"{VIP}/24\"");
+    let file = lan.lab.dir().join("r1-weight");
+    std::fs::write(&file, "0\n").expect("file");
+    let track = format!(
+        "track_files = [{{ path = \"{}\", weight = 30 }}]",
+        file.display()
+    );
+    let r1 = lan.start("r1", &config("r1", &front(150, &vips, &track)));
+    wait_state(&r1, "front", "master", T);
+    let r2 = lan.start("r2", &config("r2", &front(100, &vips, "")));
+    wait_state(&r2, "front", "backup", T);
+    lan.assert_via(vip(), "r1");
+    // -3 x 30: effective priority 60, below r2's 100.
+    std::fs::write(&file, "-3\n").expect("file");
+    let s1 = wait_state(&r1, "front", "backup", T);
+    assert_eq!(s1["effective_priority"], 60, "{s1}");
+    wait_state(&r2, "front", "master", T);
+    lan.assert_via(vip(), "r2");
+    std::fs::write(&file, "1\n").expect("file");
+    let s1 = wait_state(&r1, "front", "master", T);
+    assert_eq!(s1["effective_priority"], 180, "{s1}");
+    lan.assert_via(vip(), "r1");
+}
