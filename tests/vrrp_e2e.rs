@@ -348,6 +348,13 @@ fn vrrp_sync_group_members_move_together() {
     wait_state(&r1, "b", "master", T);
     lan.assert_via(vip(), "r1");
     lan.assert_via(vip_b, "r1");
+    // Each raw socket also sees the sibling instance's adverts (VRID 52 on
+    // the same interface): those are not counted as dropped.
+    for name in ["front", "b"] {
+        let s = instance(&r2, name);
+        assert_eq!(s["counters"]["rx_dropped"], 0, "{s}");
+        assert!(s["counters"]["adverts_received"].as_u64() > Some(0), "{s}");
+    }
 }
 
 #[test]
