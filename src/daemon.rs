@@ -663,7 +663,7 @@ async fn sync_xdp(daemon: Arc<Daemon>, shutdown: shutdown::Shutdown) {
             _ = shutdown.wait() => return,
             _ = tick.tick() => {
                 n += 1;
-                daemon.xdp.sync(&daemon.dataplane.status(), n % 25 == 0);
+                daemon.xdp.sync(&daemon.dataplane.status(), n.is_multiple_of(25));
             }
         }
     }

@@ -43,7 +43,18 @@ impl Capture {
         // `tcpdump` user before opening the file.
         let mut cmd = ns
             .command("tcpdump")
-            .args(["-U", "-n", "-s", "0", "-Z", "root", "-i", ifname, "-w"])
+            .args([
+                "-U",
+                "--immediate-mode",
+                "-n",
+                "-s",
+                "0",
+                "-Z",
+                "root",
+                "-i",
+                ifname,
+                "-w",
+            ])
             .arg(&path);
         if !filter.trim().is_empty() {
             cmd = cmd.arg(filter);
