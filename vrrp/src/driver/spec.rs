@@ -154,11 +154,11 @@ impl InstanceSpec {
             return Err(invalid("empty instance name".into()));
         }
         let family = self.family();
-        let placeholder = match family {
+        let unspecified = match family {
             Family::Ipv4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             Family::Ipv6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         };
-        Router::new(self.router_config(placeholder)).map_err(|e| invalid(e.to_string()))?;
+        Router::new(self.router_config(unspecified)).map_err(|e| invalid(e.to_string()))?;
         crate::track::Tracker::new(self.track_config()).map_err(|e| invalid(e.to_string()))?;
         let wrong = self
             .unicast_peers
