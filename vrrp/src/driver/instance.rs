@@ -41,6 +41,7 @@ use crate::wire::{
 };
 use crate::{Input, Priority, Router, StateKind, TransitionReason};
 
+use super::gate::{gate_changed, Control, Gate, InstanceGate};
 use super::group::{GroupEvent, GroupLink};
 use super::metrics;
 use super::spec::InstanceSpec;
@@ -119,6 +120,7 @@ enum Event {
     Script(Option<ScriptResult>),
     File(Option<FileReading>),
     Link(Option<LinkEvent>),
+    Gate(Gate),
 }
 
 pub(crate) struct Instance {
@@ -131,7 +133,10 @@ pub(crate) struct Instance {
     policy: Option<RxPolicy>,
     tracking: Tracking,
     own_link_up: bool,
+    /// Administrative standby (`halb node standby` without a cluster).
     standby: bool,
+    /// Cluster control's gate, when the driver is controlled.
+    gate: Option<InstanceGate>,
     group: Option<GroupLink>,
     group_fault: bool,
     notifier: Option<Notifier>,
@@ -321,6 +326,7 @@ impl Instance {
         nl: Netlink,
         local_vrids: LocalVrids,
         standby: bool,
+        control: Option<&Control>,
         group: Option<GroupLink>,
         cmd_rx: mpsc::UnboundedReceiver<Command>,
     ) -> Result<(watch::Receiver<InstanceStatus>, JoinHandle<()>), crate::Error> {
@@ -331,7 +337,7 @@ impl Instance {
             .copied()
             .unwrap_or(true);
         let notifier = new_notifier(&spec);
-        let inst = Instance {
+        let mut inst = Instance {
             mover: VipMover::new(nl.clone()),
             nl,
             local_vrids,
@@ -341,6 +347,7 @@ impl Instance {
             tracking,
             own_link_up,
             standby,
+            gate: control.map(|c| InstanceGate::new(&spec.name, c)),
             group,
             group_fault: false,
             notifier,
@@ -364,6 +371,17 @@ impl Instance {
         metrics::set_state(&inst.spec.name, StateKind::Initialize);
         let task = tokio::spawn(async move { inst.run(cmd_rx).await });
         Ok((status_rx, task))
+    }
+
+    /// Whether cluster control allows this instance to be master (always
+    /// without cluster control).
+    fn gate_open(&self) -> bool {
+        self.gate.as_ref().is_none_or(|g| g.current.may_be_master)
+    }
+
+    /// The standby the router must have: administrative, or held by the gate.
+    fn router_standby(&self) -> bool {
+        self.standby || !self.gate_open()
     }
 
     fn own_fault(&self) -> bool {
@@ -418,6 +436,7 @@ impl Instance {
                 s = self.tracking.scripts.recv() => Event::Script(s),
                 f = self.tracking.files.recv() => Event::File(f),
                 l = link_event(&mut self.tracking.links) => Event::Link(l),
+                g = gate_changed(&mut self.gate) => Event::Gate(g),
             };
             match event {
                 Event::Command(None) => {
@@ -436,6 +455,7 @@ impl Instance {
                 // The channels stay open (their senders are kept): unreachable.
                 Event::Script(None) | Event::File(None) => {}
                 Event::Link(None) => self.link_watch_ended(),
+                Event::Gate(g) => self.on_gate(g).await,
             }
             if self.finish_if_done().await {
                 return;
@@ -546,7 +566,7 @@ impl Instance {
         let now = now_std();
         let outcome = self.tracking.tracker.outcome();
         let fault = self.router_fault();
-        let standby = self.standby;
+        let standby = self.router_standby();
         if let Some(r) = self.router.as_mut() {
             r.handle(now, Input::PriorityChanged(outcome.priority));
             if fault {
@@ -618,7 +638,8 @@ impl Instance {
             Command::Standby(on) => {
                 self.standby = on;
                 let mode = if on { Mode::Resign } else { Mode::Normal };
-                self.feed(Input::Standby(on), mode).await;
+                let effective = self.router_standby();
+                self.feed(Input::Standby(effective), mode).await;
             }
             Command::Takeover => self.feed(Input::ForceTakeover, Mode::Normal).await,
             Command::Input(input) => {
@@ -843,6 +864,46 @@ impl Instance {
                 fault: now,
             }),
             None => self.feed(Input::Fault(now), Mode::Normal).await,
+        }
+    }
+
+    /// A new gate from cluster control (see [`super::gate`]).
+    async fn on_gate(&mut self, new: Gate) {
+        let Some(g) = self.gate.as_mut() else {
+            return;
+        };
+        let old = std::mem::replace(&mut g.current, new);
+        if old.may_be_master != new.may_be_master {
+            info!(instance = %self.spec.name, may_be_master = new.may_be_master, "cluster gate");
+        }
+        if self.standby {
+            // Administrative standby wins; the gate applies when it ends.
+            return;
+        }
+        if old.may_be_master && !new.may_be_master {
+            // Release at once: the next owner waits for our report.
+            self.feed(Input::Standby(true), Mode::Normal).await;
+            return;
+        }
+        if !new.may_be_master {
+            return;
+        }
+        if !old.may_be_master {
+            self.feed(Input::Standby(false), Mode::Normal).await;
+            // No live master known (none heard, or it resigned): cluster
+            // control has established that no other node holds the
+            // instance, so there is nothing to wait for.
+            let no_master = self.router.as_ref().is_some_and(|r| {
+                r.state_kind() == StateKind::Backup && r.status().master.is_none()
+            });
+            if no_master {
+                self.feed(Input::ForceTakeover, Mode::Normal).await;
+                return;
+            }
+        }
+        if new.takeover > old.takeover {
+            info!(instance = %self.spec.name, "cluster takeover: the previous master's node is gone");
+            self.feed(Input::ForceTakeover, Mode::Normal).await;
         }
     }
 
@@ -1236,7 +1297,7 @@ impl Instance {
         if self.router_fault() {
             r.handle(now, Input::Fault(true));
         }
-        if self.standby {
+        if self.router_standby() {
             r.handle(now, Input::Standby(true));
         }
         r.handle(now, Input::Startup);
@@ -1311,7 +1372,7 @@ impl Instance {
 
     // ----- status ------------------------------------------------------
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let mut s = blank_status(&self.spec);
         if let Some(r) = &self.router {
             let st = r.status();
@@ -1320,11 +1381,9 @@ impl Instance {
             s.master = st.master;
             s.master_priority = st.master_priority.map(|p| p.0);
             s.fault = st.fault;
-            s.standby = st.standby;
             self.counters_into(&mut s.counters, r);
         } else {
             s.effective_priority = self.tracking.tracker.outcome().priority.0;
-            s.standby = self.standby;
             s.counters = self.counters;
         }
         s.primary_address = self.io.as_ref().map(|io| io.primary);
@@ -1332,6 +1391,15 @@ impl Instance {
         s.vips_held = !self.held.is_empty();
         s.own_fault = self.own_fault();
         s.waiting = self.waiting.clone();
+        // Administrative standby; a router held back by the gate is `gated`.
+        s.standby = self.standby;
+        s.gated = !self.gate_open();
+        if let Some(g) = self.gate.as_mut() {
+            g.report(
+                s.state == StateKind::Master || s.vips_held,
+                s.effective_priority,
+            );
+        }
         self.status_tx.send_replace(s);
     }
 
@@ -1375,6 +1443,7 @@ pub(crate) fn blank_status(spec: &InstanceSpec) -> InstanceStatus {
         fault: false,
         own_fault: false,
         standby: false,
+        gated: false,
         waiting: None,
         sync_group: spec.sync_group.clone(),
         unicast_peers: spec.unicast_peers.clone(),

@@ -11,6 +11,8 @@
 //!   never moved and no spurious transition is reported), passes standby and
 //!   takeover commands, and stops everything with a deadline (a master
 //!   resigns with a priority-0 advert, then removes its VIPs).
+//! - Under cluster control ([`Driver::start_controlled`], [`gate`]) each
+//!   instance follows a [`Gate`] and reports its [`LocalState`].
 //!
 //! Metrics (all labelled by `instance`): `halb_vrrp_state` (0 initialize,
 //! 1 backup, 2 master, 3 fault), `halb_vrrp_transitions_total{to}`,
@@ -20,6 +22,7 @@
 //! `halb_vrrp_gratuitous_bursts_total`; see [`metrics::describe`].
 
 mod error;
+pub mod gate;
 mod group;
 mod instance;
 pub mod metrics;
@@ -39,6 +42,7 @@ use crate::io::Netlink;
 use crate::wire::Family;
 
 pub use error::DriverError;
+pub use gate::{Control, Gate, Gates, LocalState, Reporter};
 pub use spec::{FileTrack, GarpSpec, InstanceSpec, ScriptTrack};
 pub use status::{Counters, InstanceStatus, TransitionRecord};
 
@@ -59,6 +63,7 @@ pub struct Driver {
     groups: BTreeMap<String, GroupHandle>,
     standby: bool,
     local_vrids: LocalVrids,
+    control: Option<Control>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -110,6 +115,17 @@ impl Driver {
     /// network namespace the instances live in. Nothing is started when a
     /// spec is invalid.
     pub async fn start(specs: Vec<InstanceSpec>, standby: bool) -> Result<Driver, DriverError> {
+        Driver::start_controlled(specs, standby, None).await
+    }
+
+    /// [`Driver::start`] under cluster control: every instance (also those a
+    /// reload adds) follows its gate from the start and reports its local
+    /// state (see [`gate`]).
+    pub async fn start_controlled(
+        specs: Vec<InstanceSpec>,
+        standby: bool,
+        control: Option<Control>,
+    ) -> Result<Driver, DriverError> {
         check(&specs)?;
         metrics::describe();
         let nl = Netlink::connect()?;
@@ -119,6 +135,7 @@ impl Driver {
             groups: BTreeMap::new(),
             standby,
             local_vrids: Arc::new(RwLock::new(vrid_keys(&specs))),
+            control,
         };
         d.spawn_all(specs, &[]).await?;
         Ok(d)
@@ -189,6 +206,7 @@ impl Driver {
                 self.nl.clone(),
                 self.local_vrids.clone(),
                 self.standby,
+                self.control.as_ref(),
                 link,
                 rx,
             )

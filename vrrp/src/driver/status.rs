@@ -60,7 +60,10 @@ pub struct InstanceStatus {
     pub fault: bool,
     /// This instance's own fault (without its sync group's).
     pub own_fault: bool,
+    /// Administrative standby (`Driver::set_standby`).
     pub standby: bool,
+    /// Cluster control does not allow this instance to be master here.
+    pub gated: bool,
     /// Why the instance is not running yet (no address, no interface, ...).
     pub waiting: Option<String>,
     pub sync_group: Option<String>,
