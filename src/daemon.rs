@@ -15,6 +15,7 @@ use control::config::Config;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::admin::{self, Request, Response};
+use crate::parts::cluster::{self as cluster_part, ClusterPart};
 use crate::parts::dataplane::DataplanePart;
 use crate::parts::vrrp::VrrpPart;
 use crate::parts::xdp::{self as xdp_part, XdpPart};
@@ -84,6 +85,7 @@ pub struct Daemon {
     dataplane: DataplanePart,
     vrrp: VrrpPart,
     xdp: XdpPart,
+    cluster: ClusterPart,
     stop_tx: tokio::sync::mpsc::UnboundedSender<StopReason>,
 }
 
@@ -107,6 +109,7 @@ impl Daemon {
         dataplane: DataplanePart,
         vrrp: VrrpPart,
         xdp: XdpPart,
+        cluster: ClusterPart,
         stop_tx: tokio::sync::mpsc::UnboundedSender<StopReason>,
     ) -> Daemon {
         let now = SystemTime::now();
@@ -128,6 +131,7 @@ impl Daemon {
             dataplane,
             vrrp,
             xdp,
+            cluster,
             stop_tx,
         }
     }
@@ -144,10 +148,15 @@ impl Daemon {
         let old = self.running.load_full();
         let loaded = self.source.load().and_then(|config| {
             VrrpPart::check(&config).map_err(|e| vec![e])?;
+            self.cluster.check(&config).map_err(|e| vec![e])?;
             let mut changes = self.node_changes(&old.config, &config);
+            changes.extend(self.cluster.reload(&config));
             let (xdp_changes, fallback) = self.xdp.reload(&config).map_err(|e| vec![e])?;
             changes.extend(xdp_changes);
-            let userspace = xdp_part::userspace_config(&config, &fallback);
+            let userspace = cluster_part::gate_frontends(
+                xdp_part::userspace_config(&config, &fallback),
+                self.cluster.accepting(),
+            );
             let dp = self.dataplane.reload(&userspace).map_err(|e| vec![e])?;
             changes.extend(dp);
             Ok((config, changes))
@@ -261,6 +270,7 @@ impl Daemon {
             dataplane: self.dataplane.status(),
             vrrp: self.vrrp.status().await,
             xdp: self.xdp.status(&running.config),
+            cluster: self.cluster.status(&running.config).await,
         }
     }
 
@@ -302,12 +312,20 @@ impl Daemon {
             },
             // Answered by the admin server itself, which owns the connection.
             Request::Upgrade {} => Response::err("upgrade needs its own admin connection"),
-            Request::Node { action } => match self.vrrp.node(action).await {
-                Some(msg) => Response::ok(serde_json::Value::String(msg)),
-                None => Response::err(format!(
-                    "node {action:?} needs a VRRP instance or a cluster section; this config has neither"
-                )),
+            Request::Node { action } => match self.cluster.node(action) {
+                Some(Ok(msg)) => Response::ok(serde_json::Value::String(msg)),
+                Some(Err(e)) => Response::err(e),
+                None => self.vrrp_node(action).await,
             },
+        }
+    }
+
+    async fn vrrp_node(&self, action: admin::NodeAction) -> Response {
+        match self.vrrp.node(action).await {
+            Some(msg) => Response::ok(serde_json::Value::String(msg)),
+            None => Response::err(format!(
+                "node {action:?} needs a VRRP instance or a cluster section; this config has neither"
+            )),
         }
     }
 }
@@ -535,7 +553,15 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
         }
     };
 
-    let vrrp = match VrrpPart::start(&config).await {
+    // Cluster control before VRRP: the routers start held by its gates.
+    let cluster = match ClusterPart::start(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::STARTUP;
+        }
+    };
+    let vrrp = match VrrpPart::start(&config, cluster.vrrp_control()).await {
         Ok(v) => v,
         Err(e) => {
             tracing::error!("{e}");
@@ -569,6 +595,7 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
         dataplane,
         vrrp,
         xdp,
+        cluster,
         stop_tx,
     ));
     let (trigger, shutdown) = shutdown::channel();
@@ -579,6 +606,7 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
         shutdown.clone(),
     ));
     tasks.spawn(sync_xdp(daemon.clone(), shutdown.clone()));
+    tasks.spawn(sync_cluster(daemon.clone(), shutdown.clone()));
     if let Some(listener) = metrics_listener {
         tasks.spawn(telemetry::serve(
             listener,
@@ -632,11 +660,13 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
     let deadline = tokio::time::Instant::now() + shutdown_timeout;
     // Parts first (connections drain while the admin socket still answers),
     // then the daemon's own tasks.
-    // VRRP masters resign (the peer takes the VIPs) while connections drain.
-    tokio::join!(
-        daemon.dataplane.shutdown(shutdown_timeout),
-        daemon.vrrp.shutdown(deadline)
-    );
+    // VRRP masters resign (the peer takes the VIPs) while connections drain;
+    // under cluster control the node leaves the cluster first (its VIPs are
+    // released and handed over through the cluster).
+    tokio::join!(daemon.dataplane.shutdown(shutdown_timeout), async {
+        daemon.cluster.shutdown(deadline).await;
+        daemon.vrrp.shutdown(deadline).await
+    });
     trigger.trigger();
     daemon.xdp.shutdown();
     let code = stop_parts(
@@ -665,6 +695,48 @@ async fn sync_xdp(daemon: Arc<Daemon>, shutdown: shutdown::Shutdown) {
                 n += 1;
                 daemon.xdp.sync(&daemon.dataplane.status(), n.is_multiple_of(25));
             }
+        }
+    }
+}
+
+/// Under cluster control: no new connections while the cluster says release
+/// everything (no quorum under `no_quorum_policy = "stop"`, standby,
+/// leaving): the running config is applied without its frontends, and with
+/// them again afterwards.
+async fn sync_cluster(daemon: Arc<Daemon>, shutdown: shutdown::Shutdown) {
+    let Some(mut rx) = daemon.cluster.accepting_changes() else {
+        return;
+    };
+    loop {
+        let accepting = *rx.borrow_and_update();
+        daemon.apply_accepting(accepting).await;
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            r = rx.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+impl Daemon {
+    async fn apply_accepting(&self, accepting: bool) {
+        let _serial = self.reload_lock.lock().await;
+        let running = self.running.load_full();
+        let userspace = cluster_part::gate_frontends(
+            xdp_part::userspace_config(&running.config, &self.xdp.fallback()),
+            accepting,
+        );
+        match self.dataplane.reload(&userspace) {
+            Ok(changes) => {
+                if accepting {
+                    tracing::info!("cluster: accepting new connections");
+                } else {
+                    tracing::warn!("cluster: VIPs released; new connections refused");
+                }
+                for c in changes {
+                    tracing::debug!(change = %c, "cluster: data plane");
+                }
+            }
+            Err(e) => tracing::error!(accepting, error = %e, "cluster: data plane not updated"),
         }
     }
 }

@@ -63,6 +63,9 @@ pub fn render(status: &Status) -> String {
             o.push_str("</pre>");
         }
     }
+    if let Some(c) = &status.cluster {
+        crate::parts::cluster::render_html(c, &mut o);
+    }
     crate::parts::vrrp::render_html(&status.vrrp, &mut o);
     dataplane_tables(&status.dataplane, &mut o);
     o.push_str("</body></html>\n");

@@ -30,6 +30,8 @@ pub struct Status {
     pub vrrp: crate::parts::vrrp::VrrpStatus,
     /// The XDP balancer: mode per interface, frontends, fallbacks.
     pub xdp: Option<ebpf::XdpStatus>,
+    /// Cluster control: nodes, quorum, VIP owners, links, fencing.
+    pub cluster: Option<crate::parts::cluster::ClusterView>,
 }
 
 /// One reload attempt.
@@ -114,6 +116,9 @@ impl Status {
             None => {
                 let _ = writeln!(out, "metrics: off (no node.metrics_listen)");
             }
+        }
+        if let Some(c) = &self.cluster {
+            crate::parts::cluster::render(c, &mut out);
         }
         crate::parts::dataplane::render(&self.dataplane, &mut out);
         crate::parts::vrrp::render(&self.vrrp, &mut out);

@@ -3,6 +3,7 @@
 //! changed, or an error that leaves it as it was), `status`, and a graceful
 //! `shutdown` bounded by a deadline.
 
+pub mod cluster;
 pub mod dataplane;
 pub mod vrrp;
 pub mod xdp;

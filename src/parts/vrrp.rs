@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use control::config::{Config, V3Checksum, VrrpConfig, VrrpVersion};
 use serde::{Deserialize, Serialize};
-use vrrp::driver::{Driver, FileTrack, GarpSpec, InstanceSpec, InstanceStatus, ScriptTrack};
+use vrrp::driver::{
+    Control, Driver, FileTrack, GarpSpec, InstanceSpec, InstanceStatus, ScriptTrack,
+};
 use vrrp::io::{NotifyPrograms, Vip};
 use vrrp::track::TrackInterface;
 use vrrp::wire::{V3Ipv4Checksum, Version};
@@ -108,11 +110,12 @@ pub struct VrrpPart {
 }
 
 impl VrrpPart {
-    /// Starts every `[[vrrp]]` instance (none: an idle part). Needs the
-    /// metrics recorder installed first.
-    pub async fn start(config: &Config) -> Result<VrrpPart, String> {
+    /// Starts every `[[vrrp]]` instance (none: an idle part), under cluster
+    /// control when `control` is given. Needs the metrics recorder
+    /// installed first.
+    pub async fn start(config: &Config, control: Option<Control>) -> Result<VrrpPart, String> {
         let specs = specs(config)?;
-        let driver = Driver::start(specs, false)
+        let driver = Driver::start_controlled(specs, false, control)
             .await
             .map_err(|e| e.to_string())?;
         Ok(VrrpPart {
@@ -199,6 +202,9 @@ pub struct InstanceView {
     pub vips_held: bool,
     pub fault: bool,
     pub standby: bool,
+    /// Cluster control does not allow this node to be master now.
+    #[serde(default)]
+    pub gated: bool,
     pub waiting: Option<String>,
     pub sync_group: Option<String>,
     pub unicast_peers: Vec<IpAddr>,
@@ -255,6 +261,7 @@ impl From<&InstanceStatus> for InstanceView {
             vips_held: s.vips_held,
             fault: s.fault,
             standby: s.standby,
+            gated: s.gated,
             waiting: s.waiting.clone(),
             sync_group: s.sync_group.clone(),
             unicast_peers: s.unicast_peers.clone(),
@@ -342,6 +349,9 @@ pub fn render(status: &VrrpStatus, out: &mut String) {
         }
         if i.standby {
             flags.push("standby".to_string());
+        }
+        if i.gated {
+            flags.push("held back by cluster control".to_string());
         }
         if let Some(w) = &i.waiting {
             flags.push(format!("waiting: {w}"));
@@ -493,6 +503,7 @@ sync_group = "g1"
                 vips_held: false,
                 fault: false,
                 standby: false,
+                gated: false,
                 waiting: None,
                 sync_group: None,
                 unicast_peers: vec![],
