@@ -97,6 +97,14 @@ struct Telemetry {
     metrics_fd: Option<std::os::fd::OwnedFd>,
 }
 
+/// The started parts, handed to [`Daemon::new`].
+struct Parts {
+    dataplane: DataplanePart,
+    vrrp: VrrpPart,
+    xdp: XdpPart,
+    cluster: ClusterPart,
+}
+
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -106,12 +114,15 @@ impl Daemon {
         source: ConfigSource,
         config: Config,
         telemetry: Telemetry,
-        dataplane: DataplanePart,
-        vrrp: VrrpPart,
-        xdp: XdpPart,
-        cluster: ClusterPart,
+        parts: Parts,
         stop_tx: tokio::sync::mpsc::UnboundedSender<StopReason>,
     ) -> Daemon {
+        let Parts {
+            dataplane,
+            vrrp,
+            xdp,
+            cluster,
+        } = parts;
         let now = SystemTime::now();
         let admin_socket = config.node.admin_socket.clone();
         let metrics_listen = config.node.metrics_listen;
@@ -592,10 +603,12 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
             metrics_bound,
             metrics_fd,
         },
-        dataplane,
-        vrrp,
-        xdp,
-        cluster,
+        Parts {
+            dataplane,
+            vrrp,
+            xdp,
+            cluster,
+        },
         stop_tx,
     ));
     let (trigger, shutdown) = shutdown::channel();
