@@ -138,6 +138,14 @@ impl ClusterLab {
             lab.attach(&ns, "eth0", w).expect("attach witness");
             ns.add_addr("eth0", &format!("{WITNESS}/24"))
                 .expect("witness addr");
+            // Heartbeats come from the nodes' ring addresses: answer them
+            // through each node's witness-network address.
+            for i in 1..=n {
+                for l in 1..=links {
+                    ns.add_route(&format!("10.{l}.0.{i}/32"), &format!("10.3.0.{i}"))
+                        .expect("witness route");
+                }
+            }
             ns
         });
         let key = lab.dir().join("cluster.key");
