@@ -1,6 +1,6 @@
 //! HTTP frontends: HTTP/1.1 (with Upgrade passthrough, e.g. WebSocket) and
 //! cleartext HTTP/2 with prior knowledge, served by hyper 1.x; requests go to
-//! servers over HTTP/1.1 through a pooled keep-alive client.
+//! servers over HTTP/1.1 on pooled keep-alive connections ([`UpstreamClient`]).
 //!
 //! Client-side protections: the request head must arrive within
 //! `client_header` (slowloris; hyper also applies it to an idle keep-alive
@@ -10,25 +10,30 @@
 //! retried on another server; no server up gives 503 with a short body; a
 //! server failing before a complete response head gives 502 and counts
 //! against it; no answer within `server` gives 504.
+//!
+//! The per-request path avoids what does not scale with request rate: no
+//! header map is cloned, no body is boxed, the request goes out in origin
+//! form without re-parsing a URI, the connection pool is one small lock per
+//! checkout and check-in, and timers and cancellation waiters are only armed
+//! when a response body actually has to wait.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use control::config::{ForwardedHeaders, FrontendConfig, HashKey};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
@@ -36,37 +41,411 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::error::{ProxyError, ProxyErrorKind};
 use crate::health::PassiveEvent;
-use crate::runtime::{BackendRt, FrontendHandle, FrontendRt, FrontendShared, Lease, ServerShared};
+use crate::runtime::{
+    lock, BackendRt, FrontendHandle, FrontendRt, FrontendShared, Lease, ServerShared,
+};
 use crate::shutdown::Shutdown;
 use crate::tcp::{read_proxy_header, ConnGuard};
 
 /// Boxed error of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type UpBody = BoxBody<Bytes, hyper::Error>;
-/// Body of responses sent to clients.
-pub type RespBody = BoxBody<Bytes, BoxError>;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// hyper refuses an HTTP/1 read buffer smaller than this; the buffer is
 /// twice the header limit so the limit, not the buffer, decides the 431.
 const MIN_H1_BUF: usize = 8192;
+/// Idle keep-alive connections kept per server address.
+const MAX_IDLE_PER_SERVER: usize = 1024;
+/// Longest wait for a server connection to become reusable after a
+/// response without a body, before it is given up.
+const REUSE_WAIT: Duration = Duration::from_secs(5);
 
-/// Pooled keep-alive HTTP/1.1 client of one frontend.
+// ---------------------------------------------------------------------------
+// Connection pool to servers
+
+/// Pooled keep-alive HTTP/1.1 connections of one frontend to its servers,
+/// per server address. Idle connections older than the frontend's idle
+/// timeout (at most 90 s) are dropped at checkout and by a reaper task.
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
-    client: Client<HttpConnector, UpBody>,
+    pool: Arc<Pool>,
+}
+
+struct IdleConn {
+    tx: SendRequest<UpBody>,
+    since: Instant,
+}
+
+struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<IdleConn>>>,
+    /// Plain keep-alive connections of the HTTP/1.1 fast path
+    /// ([`crate::h1`]), with the time they went idle.
+    raw: Mutex<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle: usize = lock(&self.idle).values().map(Vec::len).sum();
+        let raw: usize = lock(&self.raw).values().map(Vec::len).sum();
+        f.debug_struct("Pool")
+            .field("idle", &idle)
+            .field("raw", &raw)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
+}
+
+impl Pool {
+    fn reap(&self, now: Instant) {
+        let mut idle = lock(&self.idle);
+        idle.retain(|_, list| {
+            list.retain(|c| {
+                !c.tx.is_closed() && now.saturating_duration_since(c.since) < self.idle_timeout
+            });
+            !list.is_empty()
+        });
+        drop(idle);
+        let mut raw = lock(&self.raw);
+        raw.retain(|_, list| {
+            list.retain(|(_, since)| now.saturating_duration_since(*since) < self.idle_timeout);
+            !list.is_empty()
+        });
+    }
+}
+
+/// Why a request did not get a response head from a server; carries the
+/// request back when it was never sent, so it can go to another server.
+struct SendFail {
+    error: ProxyError,
+    request: Option<Request<UpBody>>,
+}
+
+/// A server connection lent out for one request: checked back in when the
+/// response has been read to the end.
+struct Checkout {
+    client: UpstreamClient,
+    addr: SocketAddr,
+    tx: SendRequest<UpBody>,
+    /// When the request started: the idle age of the connection counts
+    /// from about then (saves a clock read per request).
+    at: Instant,
 }
 
 impl UpstreamClient {
     pub(crate) fn new(fe: &FrontendConfig) -> Self {
-        let mut conn = HttpConnector::new();
-        conn.set_connect_timeout(Some(fe.timeouts.connect));
-        conn.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(fe.timeouts.client_idle.min(Duration::from_secs(90)))
-            .build(conn);
-        UpstreamClient { client }
+        let pool = Arc::new(Pool {
+            idle: Mutex::new(HashMap::new()),
+            raw: Mutex::new(HashMap::new()),
+            connect_timeout: fe.timeouts.connect,
+            idle_timeout: fe.timeouts.client_idle.min(Duration::from_secs(90)),
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let weak: Weak<Pool> = Arc::downgrade(&pool);
+            let every = (pool.idle_timeout / 2).max(Duration::from_secs(1));
+            rt.spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(pool) = weak.upgrade() else {
+                        break;
+                    };
+                    pool.reap(Instant::now());
+                }
+            });
+        }
+        UpstreamClient { pool }
+    }
+
+    /// The frontend's connect timeout.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.pool.connect_timeout
+    }
+
+    /// A plain idle connection to `addr` for the fast path, if any. One the
+    /// server has closed shows as readable (end of stream) and is dropped;
+    /// no system call is made for a connection with nothing pending.
+    pub(crate) fn raw_checkout(&self, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
+        let mut raw = lock(&self.pool.raw);
+        let list = raw.get_mut(&addr)?;
+        while let Some((s, since)) = list.pop() {
+            if now.saturating_duration_since(since) >= self.pool.idle_timeout {
+                continue;
+            }
+            let mut probe = [0u8; 1];
+            match s.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(s),
+                // Closed, failed, or sent something unasked: not reusable.
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    /// Return a fast-path connection whose last response was read exactly.
+    pub(crate) fn raw_checkin(&self, addr: SocketAddr, s: TcpStream, now: Instant) {
+        let mut raw = lock(&self.pool.raw);
+        let list = raw.entry(addr).or_default();
+        if list.len() >= MAX_IDLE_PER_SERVER {
+            list.remove(0);
+        }
+        list.push((s, now));
+    }
+
+    /// An idle, reusable connection to `addr`, if any (most recent first).
+    fn checkout(&self, addr: SocketAddr, now: Instant) -> Option<SendRequest<UpBody>> {
+        let mut idle = lock(&self.pool.idle);
+        let list = idle.get_mut(&addr)?;
+        while let Some(c) = list.pop() {
+            if c.tx.is_ready() && now.saturating_duration_since(c.since) < self.pool.idle_timeout {
+                return Some(c.tx);
+            }
+            // Closed by the server, or idle too long: dropping closes it.
+        }
+        None
+    }
+
+    /// Return a connection whose last response was read to the end.
+    fn checkin(&self, addr: SocketAddr, tx: SendRequest<UpBody>, since: Instant) {
+        if !tx.is_ready() {
+            return;
+        }
+        let mut idle = lock(&self.pool.idle);
+        let list = idle.entry(addr).or_default();
+        if list.len() >= MAX_IDLE_PER_SERVER {
+            // The oldest goes.
+            list.remove(0);
+        }
+        list.push(IdleConn { tx, since });
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<UpBody>, ProxyError> {
+        let stream = crate::tcp::connect(addr, self.pool.connect_timeout).await?;
+        let (tx, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake::<_, UpBody>(TokioIo::new(stream))
+            .await
+            .map_err(|e| ProxyError::new(ProxyErrorKind::ConnectFailed(e.to_string())))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(server = %addr, error = %e, "server connection ended with an error");
+            }
+        });
+        Ok(tx)
+    }
+
+    /// Send `req` to `addr` on an idle pooled connection, or a new one. A
+    /// pooled connection that turns out to be closed before the request
+    /// was written is replaced by a new connection transparently.
+    async fn send(
+        &self,
+        addr: SocketAddr,
+        req: Request<UpBody>,
+        at: Instant,
+    ) -> Result<(Response<Incoming>, Checkout), SendFail> {
+        let mut req = req;
+        let mut pooled = self.checkout(addr, at);
+        loop {
+            let reused = pooled.is_some();
+            let mut tx = match pooled.take() {
+                Some(tx) => tx,
+                // Boxed: the connect state stays out of every request's
+                // future, which hyper moves around.
+                None => match Box::pin(self.connect(addr)).await {
+                    Ok(tx) => tx,
+                    Err(error) => {
+                        return Err(SendFail {
+                            error,
+                            request: Some(req),
+                        })
+                    }
+                },
+            };
+            match tx.try_send_request(req).await {
+                Ok(resp) => {
+                    return Ok((
+                        resp,
+                        Checkout {
+                            client: self.clone(),
+                            addr,
+                            tx,
+                            at,
+                        },
+                    ))
+                }
+                Err(mut e) => {
+                    let unsent = e.take_message();
+                    let err = e.into_error();
+                    match unsent {
+                        // The server closed an idle connection just now:
+                        // nothing was sent, try a fresh one.
+                        Some(r) if reused => {
+                            tracing::debug!(server = %addr, error = %err, "pooled connection was closed; reconnecting");
+                            req = r;
+                        }
+                        request => {
+                            return Err(SendFail {
+                                error: ProxyError::new(ProxyErrorKind::ServerReset(
+                                    err.to_string(),
+                                )),
+                                request,
+                            })
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Checkout {
+    /// The response was read to the end: give the connection back once
+    /// hyper has finished with it. `Pending` while it finishes.
+    fn poll_release(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        match self.tx.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(true),
+            Poll::Ready(Err(_)) => Poll::Ready(false),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn release(self) {
+        self.client.checkin(self.addr, self.tx, self.at);
+    }
+
+    /// Give the connection back when it becomes ready (responses whose
+    /// body was never polled: HEAD, 204, 304, empty bodies).
+    fn release_when_ready(mut self) {
+        if self.tx.is_ready() {
+            self.release();
+            return;
+        }
+        if self.tx.is_closed() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Ok(Ok(())) = tokio::time::timeout(REUSE_WAIT, self.tx.ready()).await {
+                    self.release();
+                }
+            });
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bodies
+
+/// Body of a request sent to a server: nothing, or the client's body,
+/// counted on its way.
+pub struct UpBody {
+    inner: Option<Incoming>,
+    fs: Option<Arc<FrontendShared>>,
+    server: Option<Arc<ServerShared>>,
+}
+
+impl UpBody {
+    fn empty() -> Self {
+        UpBody {
+            inner: None,
+            fs: None,
+            server: None,
+        }
+    }
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let r = Pin::new(inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r {
+            if let Some(d) = f.data_ref() {
+                let n = d.len() as u64;
+                if let Some(fs) = &this.fs {
+                    fs.bytes_in.fetch_add(n, Ordering::Relaxed);
+                    fs.metrics.bytes_in.increment(n);
+                }
+                if let Some(s) = &this.server {
+                    s.bytes_in.fetch_add(n, Ordering::Relaxed);
+                    s.metrics.bytes_in.increment(n);
+                }
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Some(b) => b.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// Body of responses sent to clients: a short text made by halb, a
+/// server's body, or nothing.
+pub struct RespBody {
+    kind: RespKind,
+}
+
+enum RespKind {
+    Full(Option<Bytes>),
+    Upstream(UpstreamBody),
+}
+
+impl RespBody {
+    fn full(b: Bytes) -> Self {
+        RespBody {
+            kind: RespKind::Full(Some(b)),
+        }
+    }
+
+    fn empty() -> Self {
+        RespBody {
+            kind: RespKind::Full(None),
+        }
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().kind {
+            RespKind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            RespKind::Upstream(u) => Pin::new(u).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            RespKind::Full(b) => b.is_none(),
+            RespKind::Upstream(u) => u.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            RespKind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            RespKind::Upstream(u) => u.size_hint(),
+        }
     }
 }
 
@@ -144,69 +523,105 @@ async fn serve_conn(
             }
         }
     }
+    let started = Instant::now();
     let h2 = match tokio::time::timeout(fe.cfg.timeouts.client_header, is_h2(&stream)).await {
         Ok(Some(h2)) => h2,
         _ => return,
     };
-    let ctx = Arc::new(Ctx {
-        handle,
-        client,
-        shutdown: shutdown.clone(),
-    });
-    let svc = hyper::service::service_fn(move |req| {
-        let ctx = Arc::clone(&ctx);
-        async move { Ok::<_, Infallible>(ctx.handle(req).await) }
-    });
-    let io = TokioIo::new(stream);
-    let max_header = fe.cfg.max_header_size as usize;
+    // The protocol state lives on the heap from here on: a connection that
+    // has not sent anything yet costs only this small task.
     if h2 {
-        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .max_header_list_size(fe.cfg.max_header_size)
-            .serve_connection(io, svc);
-        tokio::pin!(conn);
-        tokio::select! {
-            _ = conn.as_mut() => return,
-            _ = shutdown.stopping() => conn.as_mut().graceful_shutdown(),
-        }
-        tokio::select! {
-            _ = conn.as_mut() => {}
-            _ = shutdown.aborted() => {}
-        }
-    } else {
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(fe.cfg.timeouts.client_header)
-            .max_header_size(max_header)
-            .max_buf_size(max_header.max(MIN_H1_BUF).saturating_mul(2))
-            .keep_alive(true)
-            .serve_connection(io, svc)
-            .with_upgrades();
-        tokio::pin!(conn);
-        tokio::select! {
-            _ = conn.as_mut() => return,
-            _ = shutdown.stopping() => conn.as_mut().graceful_shutdown(),
-        }
-        tokio::select! {
-            _ = conn.as_mut() => {}
-            _ = shutdown.aborted() => {}
-        }
+        return serve_protocol(stream, client, handle, fe, shutdown, true).await;
     }
+    let fast = Box::pin(crate::h1::serve(
+        stream,
+        client,
+        handle.clone(),
+        shutdown.clone(),
+        started,
+    ));
+    if let Some(rest) = fast.await {
+        // A request outside the fast path: hyper takes the connection.
+        serve_protocol(rest, client, handle, fe, shutdown, false).await
+    }
+}
+
+fn serve_protocol<I>(
+    stream: I,
+    client: SocketAddr,
+    handle: FrontendHandle,
+    fe: Arc<FrontendRt>,
+    shutdown: Shutdown,
+    h2: bool,
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(async move {
+        let ctx = Arc::new(Ctx {
+            handle,
+            client,
+            client_ip: HeaderValue::from_str(&client.ip().to_canonical().to_string()).ok(),
+            shutdown: shutdown.clone(),
+            h2,
+        });
+        let svc = hyper::service::service_fn(move |req| {
+            let ctx = Arc::clone(&ctx);
+            async move { Ok::<_, Infallible>(ctx.handle(req).await) }
+        });
+        let io = TokioIo::new(stream);
+        let max_header = fe.cfg.max_header_size as usize;
+        if h2 {
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_header_list_size(fe.cfg.max_header_size)
+                .serve_connection(io, svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = shutdown.stopping() => conn.as_mut().graceful_shutdown(),
+            }
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.aborted() => {}
+            }
+        } else {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(fe.cfg.timeouts.client_header)
+                .max_header_size(max_header)
+                .max_buf_size(max_header.max(MIN_H1_BUF).saturating_mul(2))
+                .keep_alive(true)
+                .serve_connection(io, svc)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = shutdown.stopping() => conn.as_mut().graceful_shutdown(),
+            }
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.aborted() => {}
+            }
+        }
+    })
 }
 
 struct Ctx {
     handle: FrontendHandle,
     client: SocketAddr,
+    /// The client's address as a header value, made once per connection.
+    client_ip: Option<HeaderValue>,
     shutdown: Shutdown,
+    /// HTTP/2: hyper runs each stream as its own task, which closing the
+    /// connection does not stop, so requests watch the abort signal
+    /// themselves. HTTP/1 requests end with their connection.
+    h2: bool,
 }
 
 /// A short plain-text answer generated by halb.
 pub(crate) fn simple(status: StatusCode, msg: &'static str) -> Response<RespBody> {
-    let mut r = Response::new(
-        Full::new(Bytes::from_static(msg.as_bytes()))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut r = Response::new(RespBody::full(Bytes::from_static(msg.as_bytes())));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -230,33 +645,43 @@ fn error_response(e: &ProxyError) -> Response<RespBody> {
     }
 }
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.iter().any(|h| h == name)
+}
+
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry at most `Connection: keep-alive`: look before
+    // touching the map.
+    if !headers.keys().any(is_hop_by_hop) {
+        if keep_upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !is_hop_by_hop(n))
         .collect();
     for name in listed {
-        if keep_upgrade && name == header::UPGRADE {
-            continue;
-        }
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        if keep_upgrade && (name == "connection" || name == "upgrade") {
+    for name in &HOP_BY_HOP {
+        if keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
             continue;
         }
         headers.remove(name);
@@ -313,24 +738,41 @@ fn request_key(be: &BackendRt, client: SocketAddr, headers: &HeaderMap) -> Optio
     Some(h.unwrap_or_else(|| crate::maglev::hash_flow(client.ip(), None)))
 }
 
+/// The request target in origin form (`/path?query`), as HTTP/1.1 servers
+/// expect it; an origin-form URI is reused as it is.
+fn origin_form(uri: Uri) -> Uri {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return uri;
+    }
+    let pq = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::from(pq)
+}
+
 fn add_forwarded(
     headers: &mut HeaderMap,
     mode: ForwardedHeaders,
     client: SocketAddr,
-    host: Option<&str>,
+    client_ip: Option<&HeaderValue>,
+    host: Option<&HeaderValue>,
 ) {
     let ip = client.ip().to_canonical();
     if matches!(mode, ForwardedHeaders::XForwarded | ForwardedHeaders::Both) {
         let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip.to_string(),
+            Some(prev) => HeaderValue::from_str(&format!("{prev}, {ip}")).ok(),
+            None => client_ip.cloned(),
         };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert("x-forwarded-for", v);
+        if let Some(v) = xff {
+            headers.insert(HeaderName::from_static("x-forwarded-for"), v);
         }
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        if let Some(v) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-            headers.insert("x-forwarded-host", v);
+        headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static("http"),
+        );
+        if let Some(h) = host {
+            headers.insert(HeaderName::from_static("x-forwarded-host"), h.clone());
         }
     }
     if matches!(mode, ForwardedHeaders::Forwarded | ForwardedHeaders::Both) {
@@ -340,7 +782,7 @@ fn add_forwarded(
             ip.to_string()
         };
         let mut elem = format!("for={node};proto=http");
-        if let Some(h) = host {
+        if let Some(h) = host.and_then(|h| h.to_str().ok()) {
             if !h.contains('"') {
                 elem.push_str(&format!(";host=\"{h}\""));
             }
@@ -363,7 +805,9 @@ impl Ctx {
         let start = Instant::now();
         fe.shared.requests.fetch_add(1, Ordering::Relaxed);
         fe.shared.metrics.requests.increment(1);
-        let resp = self.forward(req, &fe, &be).await;
+        // Boxed: hyper keeps and moves the service future; a small one is
+        // cheap to move and to keep per idle connection.
+        let resp = Box::pin(self.forward(req, &fe, &be, start)).await;
         fe.shared.count_response(resp.status().as_u16());
         fe.shared
             .metrics
@@ -372,11 +816,39 @@ impl Ctx {
         resp
     }
 
+    /// Send to a server, racing the server timeout, the server's drain
+    /// deadline and (HTTP/2) the runtime's abort.
+    async fn send(
+        &self,
+        client: &UpstreamClient,
+        addr: SocketAddr,
+        req: Request<UpBody>,
+        start: Instant,
+        server_timeout: Duration,
+        lease: &Lease,
+    ) -> Option<Result<Result<(Response<Incoming>, Checkout), SendFail>, tokio::time::error::Elapsed>>
+    {
+        let sent = tokio::time::timeout_at(start + server_timeout, client.send(addr, req, start));
+        if self.h2 {
+            tokio::select! {
+                r = sent => Some(r),
+                _ = lease.drain.cancelled() => None,
+                _ = self.shutdown.aborted() => None,
+            }
+        } else {
+            tokio::select! {
+                r = sent => Some(r),
+                _ = lease.drain.cancelled() => None,
+            }
+        }
+    }
+
     async fn forward(
         &self,
         mut req: Request<Incoming>,
         fe: &Arc<FrontendRt>,
         be: &Arc<BackendRt>,
+        start: Instant,
     ) -> Response<RespBody> {
         let Some(client) = fe.client.as_ref() else {
             return simple(
@@ -389,38 +861,53 @@ impl Ctx {
         let (parts, req_body) = req.into_parts();
         let key = request_key(be, self.client, &parts.headers);
 
-        // The request head sent to servers.
-        let method = parts.method.clone();
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".to_string());
+        // The request head sent to servers: built once, moved into the
+        // request, and handed back by the pool if it was never sent.
         let mut headers = parts.headers;
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+        let host = match headers.get(header::HOST) {
+            Some(h) => Some(h.clone()),
+            None => parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        };
         strip_hop_by_hop(&mut headers, upgrade);
         if !headers.contains_key(header::HOST) {
-            if let Some(v) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
-                headers.insert(header::HOST, v);
+            if let Some(v) = &host {
+                headers.insert(header::HOST, v.clone());
             }
         }
         add_forwarded(
             &mut headers,
             fe.cfg.forwarded_headers,
             self.client,
-            host.as_deref(),
+            self.client_ip.as_ref(),
+            host.as_ref(),
         );
 
         let body_empty = req_body.is_end_stream();
-        let retryable = is_idempotent(&method) && body_empty;
-        let mut body = (!body_empty).then_some(req_body);
+        let retryable = is_idempotent(&parts.method) && body_empty;
+        let up_body = if body_empty {
+            UpBody::empty()
+        } else {
+            UpBody {
+                inner: Some(req_body),
+                fs: Some(Arc::clone(&fe.shared)),
+                server: None,
+            }
+        };
+        let mut up = Request::new(up_body);
+        *up.method_mut() = parts.method;
+        *up.uri_mut() = origin_form(parts.uri);
+        *up.version_mut() = Version::HTTP_11;
+        *up.headers_mut() = headers;
+        let mut pending = Some(up);
 
         let mut tried = Vec::new();
         loop {
+            let Some(mut up) = pending.take() else {
+                return simple(StatusCode::INTERNAL_SERVER_ERROR, "500 request lost\n");
+            };
             let (i, lease) = match be.acquire(key, &tried).await {
                 Ok(x) => x,
                 Err(e) => {
@@ -431,51 +918,48 @@ impl Ctx {
             let server = Arc::clone(&lease.server);
             server.requests.fetch_add(1, Ordering::Relaxed);
             server.metrics.requests.increment(1);
-            let uri: Uri = match format!("http://{}{}", server.address, pq).parse() {
-                Ok(u) => u,
-                Err(_) => return simple(StatusCode::BAD_REQUEST, "400 bad request target\n"),
-            };
-            let up_body: UpBody = match body.take() {
-                Some(b) => count_request_body(b, &fe.shared, &server),
-                None => Empty::new().map_err(|never| match never {}).boxed(),
-            };
-            let mut up = Request::new(up_body);
-            *up.method_mut() = method.clone();
-            *up.uri_mut() = uri;
-            *up.version_mut() = Version::HTTP_11;
-            *up.headers_mut() = headers.clone();
+            if !up.headers().contains_key(header::HOST) {
+                // A client that named no host at all: name the server.
+                if let Ok(v) = HeaderValue::from_str(&server.address.to_string()) {
+                    up.headers_mut().insert(header::HOST, v);
+                }
+            }
+            up.body_mut().server = Some(Arc::clone(&server));
 
-            let sent = tokio::select! {
-                r = tokio::time::timeout(fe.cfg.timeouts.server, client.client.request(up)) => r,
-                _ = lease.drain.cancelled() => {
-                    return error_response(&ProxyError::new(ProxyErrorKind::DrainTimeout));
-                }
-                _ = self.shutdown.aborted() => {
-                    return error_response(&ProxyError::new(ProxyErrorKind::DrainTimeout));
-                }
-            };
-            let resp = match sent {
-                Err(_) => {
+            let sent = self
+                .send(
+                    client,
+                    server.address,
+                    up,
+                    start,
+                    fe.cfg.timeouts.server,
+                    &lease,
+                )
+                .await;
+            let (resp, checkout) = match sent {
+                None => return error_response(&ProxyError::new(ProxyErrorKind::DrainTimeout)),
+                Some(Err(_)) => {
                     let e = ProxyError::new(ProxyErrorKind::ServerTimeout);
                     server.record_error(&e);
                     return error_response(&e);
                 }
-                Ok(Err(err)) => {
-                    let e = if err.is_connect() {
-                        ProxyError::new(ProxyErrorKind::ConnectFailed(err.to_string()))
-                    } else {
-                        ProxyError::new(ProxyErrorKind::ServerReset(err.to_string()))
-                    };
-                    tracing::debug!(backend = %be.cfg.name, server = %server.name, error = %e, "request to server failed");
-                    server.record_error(&e);
+                Some(Ok(Err(SendFail { error, request }))) => {
+                    tracing::debug!(backend = %be.cfg.name, server = %server.name, error = %error, "request to server failed");
+                    server.record_error(&error);
                     tried.push(i);
-                    if e.retry && retryable && tried.len() <= usize::from(be.cfg.connect_retries) {
-                        be.shared.metrics.retries.increment(1);
-                        continue;
+                    if error.retry
+                        && retryable
+                        && tried.len() <= usize::from(be.cfg.connect_retries)
+                    {
+                        if let Some(r) = request {
+                            be.shared.metrics.retries.increment(1);
+                            pending = Some(r);
+                            continue;
+                        }
                     }
-                    return error_response(&e);
+                    return error_response(&error);
                 }
-                Ok(Ok(resp)) => resp,
+                Some(Ok(Ok(x))) => x,
             };
             let status = resp.status();
             let class = crate::metrics::class_index(status.as_u16());
@@ -493,10 +977,16 @@ impl Ctx {
             let body = UpstreamBody::new(
                 incoming,
                 lease,
+                checkout,
                 fe.cfg.timeouts.server,
                 Arc::clone(&fe.shared),
             );
-            return Response::from_parts(parts, body.boxed());
+            return Response::from_parts(
+                parts,
+                RespBody {
+                    kind: RespKind::Upstream(body),
+                },
+            );
         }
     }
 
@@ -538,56 +1028,111 @@ impl Ctx {
             }
         });
         let (parts, _) = resp.into_parts();
-        Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed())
+        Response::from_parts(parts, RespBody::empty())
     }
-}
-
-fn count_request_body(b: Incoming, fs: &Arc<FrontendShared>, server: &Arc<ServerShared>) -> UpBody {
-    let (fs, server) = (Arc::clone(fs), Arc::clone(server));
-    b.map_frame(move |f| {
-        if let Some(d) = f.data_ref() {
-            let n = d.len() as u64;
-            fs.bytes_in.fetch_add(n, Ordering::Relaxed);
-            fs.metrics.bytes_in.increment(n);
-            server.bytes_in.fetch_add(n, Ordering::Relaxed);
-            server.metrics.bytes_in.increment(n);
-        }
-        f
-    })
-    .boxed()
 }
 
 /// A server's response body on its way to the client: counts bytes, holds
 /// the server lease until the end, fails on server idle timeout or when the
-/// server's drain deadline passes, and counts a mid-body failure against the
-/// server.
-struct UpstreamBody {
+/// server's drain deadline passes, counts a mid-body failure against the
+/// server, and gives the server connection back to the pool once read to
+/// the end.
+///
+/// The idle timer and the drain waiter are only armed when the body has to
+/// wait for the server; data arriving only records the time, and the timer
+/// catches up when it fires (no timer re-arm per frame).
+pub struct UpstreamBody {
     inner: Incoming,
     lease: Option<Lease>,
-    drain: Pin<Box<WaitForCancellationFutureOwned>>,
-    idle: Pin<Box<Sleep>>,
+    checkout: Option<Checkout>,
+    /// The body ended; the connection is being handed back.
+    finishing: bool,
+    drain: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Armed the first time the body waits; from then on each frame
+    /// records its arrival time in `last_data`.
+    idle: Option<Pin<Box<Sleep>>>,
+    last_data: Option<Instant>,
     idle_for: Duration,
     fs: Arc<FrontendShared>,
 }
 
 impl UpstreamBody {
-    fn new(inner: Incoming, lease: Lease, idle_for: Duration, fs: Arc<FrontendShared>) -> Self {
-        let drain = Box::pin(lease.drain.clone().cancelled_owned());
+    fn new(
+        inner: Incoming,
+        lease: Lease,
+        checkout: Checkout,
+        idle_for: Duration,
+        fs: Arc<FrontendShared>,
+    ) -> Self {
         UpstreamBody {
             inner,
             lease: Some(lease),
-            drain,
-            idle: Box::pin(tokio::time::sleep(idle_for)),
+            checkout: Some(checkout),
+            finishing: false,
+            drain: None,
+            idle: None,
+            last_data: None,
             idle_for,
             fs,
         }
     }
 
     fn fail(&mut self, e: ProxyError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        // A connection in the middle of a response cannot be reused.
+        self.checkout = None;
         if let Some(lease) = self.lease.take() {
             lease.server.record_error(&e);
         }
         Poll::Ready(Some(Err(Box::new(e))))
+    }
+
+    /// Whether the idle deadline has passed; arms or re-arms the timer
+    /// otherwise (registering the waker).
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let last = *self.last_data.get_or_insert_with(Instant::now);
+        let deadline = last + self.idle_for;
+        let idle = self
+            .idle
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if idle.deadline() != deadline {
+            idle.as_mut().reset(deadline);
+        }
+        idle.as_mut().poll(cx).is_ready()
+    }
+
+    /// The body ended: hand the connection back, then end the stream.
+    fn finish(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.finishing = true;
+        self.lease = None;
+        if let Some(c) = self.checkout.as_mut() {
+            match c.poll_release(cx) {
+                Poll::Ready(true) => {
+                    if let Some(c) = self.checkout.take() {
+                        c.release();
+                    }
+                }
+                Poll::Ready(false) => self.checkout = None,
+                Poll::Pending => {
+                    if !self.idle_expired(cx) {
+                        return Poll::Pending;
+                    }
+                    self.checkout = None;
+                }
+            }
+        }
+        Poll::Ready(None)
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // Responses whose body hyper never polls (HEAD, 204, 304, empty):
+        // the connection is still good.
+        if let Some(c) = self.checkout.take() {
+            if self.finishing || self.inner.is_end_stream() {
+                c.release_when_ready();
+            }
+        }
     }
 }
 
@@ -600,16 +1145,20 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if this.lease.is_none() {
-            return Poll::Ready(None);
+        if this.finishing {
+            return this.finish(cx);
         }
-        if this.drain.as_mut().poll(cx).is_ready() {
+        let Some(lease) = this.lease.as_ref() else {
+            return Poll::Ready(None);
+        };
+        if lease.drain.is_cancelled() {
             return this.fail(ProxyError::new(ProxyErrorKind::DrainTimeout));
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                let deadline = Instant::now() + this.idle_for;
-                this.idle.as_mut().reset(deadline);
+                if this.idle.is_some() {
+                    this.last_data = Some(Instant::now());
+                }
                 if let (Some(d), Some(lease)) = (frame.data_ref(), this.lease.as_ref()) {
                     let n = d.len() as u64;
                     this.fs.bytes_out.fetch_add(n, Ordering::Relaxed);
@@ -622,12 +1171,20 @@ impl Body for UpstreamBody {
             Poll::Ready(Some(Err(e))) => {
                 this.fail(ProxyError::new(ProxyErrorKind::ServerReset(e.to_string())))
             }
-            Poll::Ready(None) => {
-                this.lease = None;
-                Poll::Ready(None)
-            }
+            Poll::Ready(None) => this.finish(cx),
             Poll::Pending => {
-                if this.idle.as_mut().poll(cx).is_ready() {
+                // Waiting for the server: watch the drain deadline and the
+                // idle timeout.
+                if this.drain.is_none() {
+                    let token = lease.drain.clone();
+                    this.drain = Some(Box::pin(token.cancelled_owned()));
+                }
+                if let Some(d) = this.drain.as_mut() {
+                    if d.as_mut().poll(cx).is_ready() {
+                        return this.fail(ProxyError::new(ProxyErrorKind::DrainTimeout));
+                    }
+                }
+                if this.idle_expired(cx) {
                     return this.fail(ProxyError::new(ProxyErrorKind::ServerTimeout));
                 }
                 Poll::Pending

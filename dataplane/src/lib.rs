@@ -11,6 +11,7 @@
 pub mod balance;
 pub mod check;
 pub mod error;
+mod h1;
 pub mod health;
 pub mod http;
 pub mod maglev;

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -90,6 +90,13 @@ pub(crate) struct ServerShared {
     drain_timeout: Mutex<Duration>,
     /// Pokes the health driver (a new timer after a passive ejection).
     pub wake: Notify,
+    /// Whether passive outlier detection is configured for this server's
+    /// backend: without it a passive event changes nothing, and the hot
+    /// path skips the health lock.
+    outlier_on: AtomicBool,
+    /// A failure was observed since the last success (so a success has a
+    /// streak to reset). Lets a success skip the lock in the common case.
+    streak: AtomicBool,
     pub metrics: ServerMetrics,
     rt: tokio::runtime::Handle,
 }
@@ -148,12 +155,16 @@ impl ServerShared {
             }),
             drain_timeout: Mutex::new(b.drain_timeout),
             wake: Notify::new(),
+            outlier_on: AtomicBool::new(b.outlier.consecutive_failures > 0),
+            streak: AtomicBool::new(false),
             metrics,
             rt,
         }
     }
 
     fn update_params(&self, b: &BackendConfig) {
+        self.outlier_on
+            .store(b.outlier.consecutive_failures > 0, Ordering::Relaxed);
         lock(&self.health).set_params(health_params(b));
         *lock(&self.drain_timeout) = b.drain_timeout;
     }
@@ -163,7 +174,14 @@ impl ServerShared {
         state_from_code(self.state.load(Ordering::Relaxed))
     }
 
-    fn effective_weight(&self, now: Instant, weight: u32, slow_start: Duration) -> u32 {
+    /// Weight in use now; reads the clock (through `now`) only while a
+    /// slow start can be ramping.
+    fn effective_weight(
+        &self,
+        now: impl FnOnce() -> Instant,
+        weight: u32,
+        slow_start: Duration,
+    ) -> u32 {
         if slow_start.is_zero() {
             return if self.state() == ServerState::Up {
                 weight
@@ -171,7 +189,7 @@ impl ServerShared {
                 0
             };
         }
-        lock(&self.health).effective_weight(now, weight)
+        lock(&self.health).effective_weight(now(), weight)
     }
 
     /// Token cancelled when this server's drain deadline passes.
@@ -223,6 +241,20 @@ impl ServerShared {
 
     /// A passive observation from traffic.
     pub fn passive(self: &Arc<Self>, event: PassiveEvent) {
+        // Fast path, taken by nearly every request: a success changes
+        // nothing unless outlier detection is on and a failure streak is
+        // running; no event changes anything when detection is off.
+        if !self.outlier_on.load(Ordering::Relaxed) {
+            return;
+        }
+        if event == PassiveEvent::Success {
+            if !self.streak.load(Ordering::Relaxed) {
+                return;
+            }
+            self.streak.store(false, Ordering::Relaxed);
+        } else {
+            self.streak.store(true, Ordering::Relaxed);
+        }
         let tr = lock(&self.health).on_passive(Instant::now(), event);
         if let Some(tr) = tr {
             self.apply_transition(tr);
@@ -340,7 +372,8 @@ impl Drop for Lease {
 
 struct View<'a> {
     b: &'a BackendRt,
-    now: Instant,
+    /// Read at most once per pick, and only for slow start.
+    now: std::cell::OnceCell<Instant>,
     primary_up: bool,
 }
 
@@ -368,8 +401,11 @@ impl ServerView for View<'_> {
     }
     fn weight(&self, i: usize) -> u32 {
         let s = &self.b.servers[i];
-        s.shared
-            .effective_weight(self.now, u32::from(s.cfg.weight), self.b.cfg.slow_start)
+        s.shared.effective_weight(
+            || *self.now.get_or_init(Instant::now),
+            u32::from(s.cfg.weight),
+            self.b.cfg.slow_start,
+        )
     }
     fn load(&self, i: usize) -> u64 {
         self.b.servers[i].shared.active.load(Ordering::Relaxed)
@@ -392,14 +428,13 @@ impl Drop for QueueSlot<'_> {
 
 impl BackendRt {
     fn try_acquire(&self, key: Option<u64>, exclude: &[usize]) -> Result<(usize, Lease), PickFail> {
-        let now = Instant::now();
         let primary_up = self
             .servers
             .iter()
             .any(|s| !s.cfg.backup && s.cfg.weight > 0 && s.shared.state() == ServerState::Up);
         let view = View {
             b: self,
-            now,
+            now: std::cell::OnceCell::new(),
             primary_up,
         };
         if !(0..self.servers.len()).any(|i| view.eligible(i) && !exclude.contains(&i)) {
@@ -438,9 +473,20 @@ impl BackendRt {
         key: Option<u64>,
         exclude: &[usize],
     ) -> Result<(usize, Lease), ProxyError> {
+        // Fast path: a server is free; no waiter is registered.
+        match self.try_acquire(key, exclude) {
+            Ok(x) => return Ok(x),
+            Err(PickFail::NoServer) => {
+                self.shared.metrics.no_server.increment(1);
+                return Err(ProxyError::new(ProxyErrorKind::NoServer));
+            }
+            Err(PickFail::Full) => {}
+        }
         let mut slot: Option<QueueSlot<'_>> = None;
         let mut deadline: Option<Instant> = None;
         loop {
+            // Registered before the retry, so a release between the retry
+            // and the wait is not missed.
             let notified = self.shared.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();

@@ -1,0 +1,1008 @@
+//! The HTTP/1.1 fast path of `http` frontends.
+//!
+//! A client connection is served by one task that does the server side
+//! inline: it reads a request head into its own buffer, writes the rewritten
+//! head (hop-by-hop fields dropped, `X-Forwarded-*` / `Forwarded` added) and
+//! the body to a pooled keep-alive server connection, reads the response
+//! head, and relays the body as it comes (by `Content-Length`, chunk by
+//! chunk without re-encoding, or until the server closes). No task, channel
+//! or header map per request; the response head and the first body bytes go
+//! out in one write. Between requests a connection holds no buffer at all,
+//! which keeps idle keep-alive connections small.
+//!
+//! Only the common subset of HTTP/1.1 takes this path (see
+//! [`parse::parse_request`]); at the first request outside it (HTTP/1.0,
+//! `Upgrade`, `Transfer-Encoding`, `Expect`, malformed input, ...) the
+//! connection, with the bytes already read, is handed to hyper for good
+//! ([`Prefixed`]), so every other behaviour of the frontend stays hyper's.
+//!
+//! Semantics match the hyper path: the head must arrive within
+//! `client_header`, an idle keep-alive connection is closed after
+//! `client_idle`, heads over `max_header_size` get 431; connect failures of
+//! idempotent requests without a body are retried on another server; no
+//! server up gives 503; a server failing before a complete response head
+//! gives 502 and counts against it, no head within `server` gives 504, a
+//! body stalled for `server` is cut; the drain deadline of the server and
+//! the runtime's abort cut what is in flight.
+
+pub(crate) mod parse;
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use control::config::{ForwardedHeaders, HashKey};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::error::{ProxyError, ProxyErrorKind};
+use crate::health::PassiveEvent;
+use crate::http::UpstreamClient;
+use crate::runtime::{BackendRt, FrontendHandle, FrontendRt, Lease};
+use crate::shutdown::Shutdown;
+use parse::{eq_ic, tokens, ChunkScanner, Framing, ReqHead, ReqParse, RespHead, RespParse, Scan};
+
+/// Read size for client request heads and server responses.
+const READ_CHUNK: usize = 4096;
+/// Largest response head accepted from a server.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Relay buffer for bodies that do not fit the first read.
+const BODY_CHUNK: usize = 16 * 1024;
+
+/// Hop-by-hop fields (RFC 9110 section 7.6.1), never relayed.
+const HOP_BY_HOP: [&[u8]; 8] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"proxy-authenticate",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+];
+
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| eq_ic(h, name))
+}
+
+/// The client connection handed to hyper: the bytes already read come
+/// first, then the socket.
+#[derive(Debug)]
+pub(crate) struct Prefixed {
+    pre: Vec<u8>,
+    pos: usize,
+    io: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.pos < this.pre.len() {
+            let n = (this.pre.len() - this.pos).min(buf.remaining());
+            buf.put_slice(&this.pre[this.pos..this.pos + n]);
+            this.pos += n;
+            if this.pos == this.pre.len() {
+                this.pre = Vec::new();
+                this.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// What a connection needs besides its socket and buffer.
+struct ConnCtx {
+    handle: FrontendHandle,
+    client: SocketAddr,
+    /// The client's address as text, for `X-Forwarded-For`.
+    client_ip: String,
+    shutdown: Shutdown,
+}
+
+enum Fill {
+    Data,
+    /// Closed, failed, timed out or stopping: the connection ends.
+    End,
+}
+
+/// Serve HTTP/1.1 requests on `stream` until the connection ends (`None`)
+/// or a request needs hyper (`Some`, with the unread bytes in front).
+/// `started`: when the connection was accepted (the first head is due
+/// `client_header` after it).
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    client: SocketAddr,
+    handle: FrontendHandle,
+    shutdown: Shutdown,
+    started: Instant,
+) -> Option<Prefixed> {
+    let ctx = ConnCtx {
+        handle,
+        client,
+        client_ip: client.ip().to_canonical().to_string(),
+        shutdown,
+    };
+    let mut inbuf: Vec<u8> = Vec::new();
+    let mut first = true;
+    loop {
+        // Timeouts and limits while waiting for a head.
+        let (fe, be) = ctx.handle.current()?;
+        let t = &fe.cfg.timeouts;
+        let max_head = fe.cfg.max_header_size as usize;
+        if inbuf.is_empty() {
+            // Idle between requests: no buffer is held while waiting.
+            inbuf = Vec::new();
+            let deadline = if first {
+                started + t.client_header
+            } else {
+                Instant::now() + t.client_idle
+            };
+            if let Fill::End = fill(&mut stream, &mut inbuf, &ctx.shutdown, deadline, true).await {
+                return None;
+            }
+        }
+        let head_deadline = if first {
+            started + t.client_header
+        } else {
+            Instant::now() + t.client_header
+        };
+        first = false;
+        let head = loop {
+            match parse::parse_request(&inbuf) {
+                ReqParse::Complete(h) if h.len <= max_head => break h,
+                ReqParse::Complete(_) => {
+                    let _ = write_simple(
+                        &mut stream,
+                        431,
+                        "431 request header fields too large\n",
+                        true,
+                    )
+                    .await;
+                    count_local(&fe, 431);
+                    linger_close(stream).await;
+                    return None;
+                }
+                ReqParse::Unsupported => {
+                    return Some(Prefixed {
+                        pre: inbuf,
+                        pos: 0,
+                        io: stream,
+                    })
+                }
+                ReqParse::Partial => {
+                    if inbuf.len() > max_head {
+                        let _ = write_simple(
+                            &mut stream,
+                            431,
+                            "431 request header fields too large\n",
+                            true,
+                        )
+                        .await;
+                        count_local(&fe, 431);
+                        linger_close(stream).await;
+                        return None;
+                    }
+                    if let Fill::End =
+                        fill(&mut stream, &mut inbuf, &ctx.shutdown, head_deadline, false).await
+                    {
+                        return None;
+                    }
+                }
+            }
+        };
+        // The config as of the request's arrival (a reload while the
+        // connection sat idle must apply to it).
+        drop((fe, be));
+        let (fe, be) = ctx.handle.current()?;
+        // Boxed: the per-request state is allocated while a request runs,
+        // not kept in every idle connection's task.
+        let keep = Box::pin(exchange(&mut stream, &mut inbuf, &head, &ctx, &fe, &be)).await;
+        if !keep || ctx.shutdown.is_stopping() {
+            return None;
+        }
+    }
+}
+
+/// Read more bytes into `buf` before `deadline`. `idle`: no request is in
+/// progress, so a graceful stop ends the connection, and the buffer is only
+/// allocated once the socket is readable.
+async fn fill(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shutdown: &Shutdown,
+    deadline: Instant,
+    idle: bool,
+) -> Fill {
+    loop {
+        if idle && buf.capacity() == 0 {
+            let ready = tokio::select! {
+                r = stream.readable() => r.is_ok(),
+                _ = tokio::time::sleep_until(deadline) => false,
+                _ = shutdown.stopping() => false,
+            };
+            if !ready {
+                return Fill::End;
+            }
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        if idle {
+            match stream.try_read_buf(buf) {
+                Ok(0) => return Fill::End,
+                Ok(_) => return Fill::Data,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Spurious readiness: give the buffer back and wait again.
+                    if buf.is_empty() {
+                        *buf = Vec::new();
+                    }
+                    continue;
+                }
+                Err(_) => return Fill::End,
+            }
+        }
+        return tokio::select! {
+            r = stream.read_buf(buf) => match r {
+                Ok(0) | Err(_) => Fill::End,
+                Ok(_) => Fill::Data,
+            },
+            _ = tokio::time::sleep_until(deadline) => Fill::End,
+            _ = shutdown.aborted() => Fill::End,
+        };
+    }
+}
+
+/// Longest a refused client may go on sending before the socket closes.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most bytes read and dropped while lingering.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Close after an error answer without resetting the connection: a close
+/// with unread input sends a reset, which can destroy the answer before
+/// the client reads it. Stop writing, then read and drop what the client is
+/// still sending, for a bounded time and amount (nginx's lingering close).
+async fn linger_close(mut stream: TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    let mut dropped = 0usize;
+    let deadline = Instant::now() + LINGER;
+    while dropped < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => dropped += n,
+            _ => break,
+        }
+    }
+}
+
+/// Counts a response halb made itself before any server was involved.
+fn count_local(fe: &FrontendRt, status: u16) {
+    fe.shared.requests.fetch_add(1, Ordering::Relaxed);
+    fe.shared.metrics.requests.increment(1);
+    fe.shared.count_response(status);
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+/// A short plain-text answer made by halb.
+async fn write_simple(
+    stream: &mut TcpStream,
+    status: u16,
+    msg: &str,
+    close: bool,
+) -> io::Result<()> {
+    let conn = if close { "connection: close\r\n" } else { "" };
+    let text = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{conn}\r\n{msg}",
+        reason(status),
+        msg.len()
+    );
+    stream.write_all(text.as_bytes()).await
+}
+
+/// The answer for an error before any response head was sent.
+fn error_status(e: &ProxyError) -> (u16, &'static str) {
+    match e.kind {
+        ProxyErrorKind::NoServer | ProxyErrorKind::Unconfigured => {
+            (503, "503 no server available\n")
+        }
+        ProxyErrorKind::QueueFull | ProxyErrorKind::QueueTimeout => (503, "503 all servers busy\n"),
+        ProxyErrorKind::ServerTimeout | ProxyErrorKind::ConnectTimeout => {
+            (504, "504 server timeout\n")
+        }
+        _ => (502, "502 bad gateway\n"),
+    }
+}
+
+fn is_idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+    )
+}
+
+fn field<'a>(buf: &'a [u8], head: &ReqHead, name: &[u8]) -> Option<&'a [u8]> {
+    head.fields
+        .iter()
+        .find(|f| eq_ic(&buf[f.name.clone()], name))
+        .map(|f| &buf[f.value.clone()])
+}
+
+/// The Maglev key of a request (as the hyper path computes it).
+fn request_key(be: &BackendRt, client: SocketAddr, buf: &[u8], head: &ReqHead) -> Option<u64> {
+    if be.cfg.algorithm != control::config::Algorithm::Maglev {
+        return None;
+    }
+    let h = match &be.cfg.hash_key {
+        HashKey::SourceIp => None,
+        HashKey::SourceIpPort => Some(crate::maglev::hash_flow(client.ip(), Some(client.port()))),
+        HashKey::Header(name) => field(buf, head, name.as_bytes()).map(crate::maglev::hash_key),
+        HashKey::Cookie(name) => head
+            .fields
+            .iter()
+            .filter(|f| eq_ic(&buf[f.name.clone()], b"cookie"))
+            .flat_map(|f| buf[f.value.clone()].split(|&b| b == b';'))
+            .find_map(|kv| {
+                let kv = kv.trim_ascii();
+                let eq = kv.iter().position(|&b| b == b'=')?;
+                (&kv[..eq] == name.as_bytes()).then(|| crate::maglev::hash_key(&kv[eq + 1..]))
+            }),
+    };
+    Some(h.unwrap_or_else(|| crate::maglev::hash_flow(client.ip(), None)))
+}
+
+/// Names listed in `Connection` fields (to be dropped with it).
+fn connection_listed<'a>(buf: &'a [u8], fields: &[parse::Field]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    for f in fields {
+        if eq_ic(&buf[f.name.clone()], b"connection") {
+            for t in tokens(&buf[f.value.clone()]) {
+                if !eq_ic(t, b"close") && !eq_ic(t, b"keep-alive") {
+                    out.push(t);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The request head as sent to servers.
+fn write_request_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &ReqHead,
+    mode: ForwardedHeaders,
+    client_ip: &str,
+) {
+    let xf = matches!(mode, ForwardedHeaders::XForwarded | ForwardedHeaders::Both);
+    let fwd = matches!(mode, ForwardedHeaders::Forwarded | ForwardedHeaders::Both);
+    let listed = connection_listed(buf, &head.fields);
+    out.extend_from_slice(&buf[head.method.clone()]);
+    out.push(b' ');
+    out.extend_from_slice(&buf[head.target.clone()]);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut xff: Option<&[u8]> = None;
+    let mut prev_forwarded: Option<&[u8]> = None;
+    for f in &head.fields {
+        let name = &buf[f.name.clone()];
+        let value = &buf[f.value.clone()];
+        if is_hop_by_hop(name) || listed.iter().any(|l| eq_ic(l, name)) {
+            continue;
+        }
+        if xf {
+            if eq_ic(name, b"x-forwarded-for") {
+                xff.get_or_insert(value);
+                continue;
+            }
+            if eq_ic(name, b"x-forwarded-proto") || eq_ic(name, b"x-forwarded-host") {
+                continue;
+            }
+        }
+        if fwd && eq_ic(name, b"forwarded") {
+            prev_forwarded.get_or_insert(value);
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    let host = head.host.map(|i| &buf[head.fields[i].value.clone()]);
+    if xf {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(prev) = xff {
+            out.extend_from_slice(prev);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(client_ip.as_bytes());
+        out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+        if let Some(h) = host {
+            out.extend_from_slice(b"x-forwarded-host: ");
+            out.extend_from_slice(h);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if fwd {
+        out.extend_from_slice(b"forwarded: ");
+        if let Some(prev) = prev_forwarded {
+            out.extend_from_slice(prev);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(b"for=");
+        if client_ip.contains(':') {
+            out.extend_from_slice(b"\"[");
+            out.extend_from_slice(client_ip.as_bytes());
+            out.extend_from_slice(b"]\"");
+        } else {
+            out.extend_from_slice(client_ip.as_bytes());
+        }
+        out.extend_from_slice(b";proto=http");
+        if let Some(h) = host.filter(|h| !h.contains(&b'"')) {
+            out.extend_from_slice(b";host=\"");
+            out.extend_from_slice(h);
+            out.push(b'"');
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The response head as sent to the client.
+fn write_response_head(out: &mut Vec<u8>, buf: &[u8], head: &RespHead, close: bool) {
+    let listed = connection_listed(buf, &head.fields);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    // The status code is bytes 9..12 of a parsed status line.
+    out.extend_from_slice(&buf[9..12]);
+    out.push(b' ');
+    out.extend_from_slice(&buf[head.reason.clone()]);
+    out.extend_from_slice(b"\r\n");
+    let chunked = head.framing == Framing::Chunked;
+    for f in &head.fields {
+        let name = &buf[f.name.clone()];
+        // Transfer-Encoding is relayed as it is when the chunks are; a
+        // Content-Length beside chunked coding is dropped (RFC 9112 6.3).
+        let drop_it = if eq_ic(name, b"transfer-encoding") {
+            !chunked
+        } else {
+            is_hop_by_hop(name)
+                || listed.iter().any(|l| eq_ic(l, name))
+                || (chunked && eq_ic(name, b"content-length"))
+        };
+        if drop_it {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&buf[f.value.clone()]);
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How one attempt at a server ended before a usable response head.
+enum Attempt {
+    /// A complete response head is at the start of `rbuf`.
+    Head(RespHead),
+    /// The same, with the connection it came on.
+    Ready(RespHead, TcpStream),
+    /// A pooled connection had been closed by the server: nothing came back.
+    Stale,
+    Fail(ProxyError),
+    /// The drain deadline passed or the runtime aborted.
+    Cancelled,
+    /// The client went away while its body was being relayed.
+    ClientGone,
+}
+
+/// One request: returns whether the client connection stays open.
+async fn exchange(
+    stream: &mut TcpStream,
+    inbuf: &mut Vec<u8>,
+    head: &ReqHead,
+    ctx: &ConnCtx,
+    fe: &Arc<FrontendRt>,
+    be: &Arc<BackendRt>,
+) -> bool {
+    let start = Instant::now();
+    fe.shared.requests.fetch_add(1, Ordering::Relaxed);
+    fe.shared.metrics.requests.increment(1);
+    let (status, keep) = proxy(stream, inbuf, head, ctx, fe, be, start).await;
+    if let Some(status) = status {
+        fe.shared.count_response(status);
+    }
+    fe.shared
+        .metrics
+        .duration
+        .record(start.elapsed().as_secs_f64());
+    keep
+}
+
+/// The request, its server and its body: returns the status sent to the
+/// client (if a head went out) and whether the client connection stays.
+async fn proxy(
+    stream: &mut TcpStream,
+    inbuf: &mut Vec<u8>,
+    head: &ReqHead,
+    ctx: &ConnCtx,
+    fe: &Arc<FrontendRt>,
+    be: &Arc<BackendRt>,
+    start: Instant,
+) -> (Option<u16>, bool) {
+    let Some(pool) = fe.client.as_ref() else {
+        let _ = write_simple(stream, 500, "500 frontend is not http\n", true).await;
+        return (Some(500), false);
+    };
+    let method = &inbuf[head.method.clone()];
+    let head_request = method == b"HEAD";
+    let retryable = is_idempotent(method) && head.content_length == 0;
+    let key = request_key(be, ctx.client, inbuf, head);
+
+    // The request as sent: head, then the body bytes already read.
+    let mut out = Vec::with_capacity(head.len + 160);
+    write_request_head(
+        &mut out,
+        inbuf,
+        head,
+        fe.cfg.forwarded_headers,
+        &ctx.client_ip,
+    );
+    let avail = inbuf.len() - head.len;
+    let first_body = usize::try_from(head.content_length).map_or(avail, |n| n.min(avail));
+    out.extend_from_slice(&inbuf[head.len..head.len + first_body]);
+    // What is left of the body is read from the client while relaying.
+    let mut body_left = head.content_length - first_body as u64;
+    // The request leaves the client buffer once sent; bytes after it (a
+    // pipelined request) stay.
+    inbuf.drain(..head.len + first_body);
+    if first_body > 0 {
+        fe.shared
+            .bytes_in
+            .fetch_add(first_body as u64, Ordering::Relaxed);
+        fe.shared.metrics.bytes_in.increment(first_body as u64);
+    }
+
+    let deadline = start + fe.cfg.timeouts.server;
+    let mut tried: Vec<usize> = Vec::new();
+    let mut rbuf: Vec<u8> = Vec::new();
+    let result: Result<(RespHead, TcpStream, Lease), ProxyError> = loop {
+        let (i, lease) = match be.acquire(key, &tried).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(frontend = %fe.cfg.name, backend = %be.cfg.name, error = %e, "no server");
+                break Err(e);
+            }
+        };
+        let server = Arc::clone(&lease.server);
+        server.requests.fetch_add(1, Ordering::Relaxed);
+        server.metrics.requests.increment(1);
+        if first_body > 0 {
+            server
+                .bytes_in
+                .fetch_add(first_body as u64, Ordering::Relaxed);
+            server.metrics.bytes_in.increment(first_body as u64);
+        }
+        let drain = lease.drain.clone();
+        let cancel = async {
+            tokio::select! {
+                _ = drain.cancelled() => {}
+                _ = ctx.shutdown.aborted() => {}
+            }
+        };
+        tokio::pin!(cancel);
+
+        let mut conn = pool.raw_checkout(server.address, start);
+        let mut fresh_tries = 0;
+        let attempt = loop {
+            let reused = conn.is_some();
+            let mut up = match conn.take() {
+                Some(c) => c,
+                None => {
+                    let connect = crate::tcp::connect(server.address, pool.connect_timeout());
+                    let r = tokio::select! {
+                        r = tokio::time::timeout_at(deadline, connect) => r,
+                        _ = &mut cancel => break Attempt::Cancelled,
+                    };
+                    match r {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => break Attempt::Fail(e),
+                        Err(_) => {
+                            break Attempt::Fail(ProxyError::new(ProxyErrorKind::ConnectTimeout))
+                        }
+                    }
+                }
+            };
+            rbuf.clear();
+            let a = send_and_read_head(
+                &mut up,
+                stream,
+                &out,
+                &mut body_left,
+                &mut rbuf,
+                head_request,
+                deadline,
+                &mut cancel,
+                fe,
+                &server,
+            )
+            .await;
+            match a {
+                Attempt::Head(h) => break Attempt::Ready(h, up),
+                // Only when the whole request is still in hand can it go again.
+                Attempt::Stale if reused && body_left == 0 && fresh_tries == 0 => {
+                    tracing::debug!(server = %server.address, "pooled connection was closed; reconnecting");
+                    fresh_tries += 1;
+                }
+                Attempt::Stale => {
+                    break Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerReset(
+                        "closed before a response".into(),
+                    )))
+                }
+                a => break a,
+            }
+        };
+        match attempt {
+            Attempt::Ready(h, up) => break Ok((h, up, lease)),
+            Attempt::Cancelled => break Err(ProxyError::new(ProxyErrorKind::DrainTimeout)),
+            Attempt::ClientGone => return (None, false),
+            Attempt::Fail(e) => {
+                tracing::debug!(backend = %be.cfg.name, server = %server.name, error = %e, "request to server failed");
+                server.record_error(&e);
+                tried.push(i);
+                if e.retry && retryable && tried.len() <= usize::from(be.cfg.connect_retries) {
+                    be.shared.metrics.retries.increment(1);
+                    continue;
+                }
+                break Err(e);
+            }
+            Attempt::Head(_) | Attempt::Stale => {
+                break Err(ProxyError::new(ProxyErrorKind::ServerReset(
+                    "no response".into(),
+                )))
+            }
+        }
+    };
+    drop(out);
+
+    let (resp, up, lease) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            let (status, msg) = error_status(&e);
+            // An unread request body leaves the connection out of step.
+            let close = head.close || body_left > 0;
+            let ok = write_simple(stream, status, msg, close).await.is_ok();
+            return (Some(status), ok && !close);
+        }
+    };
+    relay_response(stream, up, rbuf, resp, lease, head, ctx, fe, pool, start).await
+}
+
+/// Write the request (and the rest of its body from the client) to the
+/// server and read the response head into `rbuf`; interim 1xx responses
+/// are passed to the client on the way.
+#[allow(clippy::too_many_arguments)]
+async fn send_and_read_head(
+    up: &mut TcpStream,
+    client: &mut TcpStream,
+    out: &[u8],
+    body_left: &mut u64,
+    rbuf: &mut Vec<u8>,
+    head_request: bool,
+    deadline: Instant,
+    cancel: &mut Pin<&mut impl std::future::Future<Output = ()>>,
+    fe: &FrontendRt,
+    server: &crate::runtime::ServerShared,
+) -> Attempt {
+    let reset =
+        |e: io::Error| Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerReset(e.to_string())));
+    let w = tokio::select! {
+        r = tokio::time::timeout_at(deadline, up.write_all(out)) => r,
+        _ = cancel.as_mut() => return Attempt::Cancelled,
+    };
+    match w {
+        Err(_) => return Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerTimeout)),
+        // A pooled connection the server had closed fails here or below.
+        Ok(Err(_)) if *body_left == 0 => return Attempt::Stale,
+        Ok(Err(e)) => return reset(e),
+        Ok(Ok(())) => {}
+    }
+    if *body_left > 0 {
+        // The rest of the request body, read exactly (a pipelined request
+        // behind it stays in the socket).
+        let mut buf = vec![0u8; BODY_CHUNK.min(usize::try_from(*body_left).unwrap_or(BODY_CHUNK))];
+        while *body_left > 0 {
+            let want = buf
+                .len()
+                .min(usize::try_from(*body_left).unwrap_or(buf.len()));
+            let r = tokio::select! {
+                r = tokio::time::timeout_at(Instant::now() + fe.cfg.timeouts.client_idle, client.read(&mut buf[..want])) => r,
+                _ = cancel.as_mut() => return Attempt::Cancelled,
+            };
+            let n = match r {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Attempt::ClientGone,
+                Ok(Ok(n)) => n,
+            };
+            *body_left -= n as u64;
+            fe.shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            fe.shared.metrics.bytes_in.increment(n as u64);
+            server.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+            server.metrics.bytes_in.increment(n as u64);
+            let w = tokio::select! {
+                r = tokio::time::timeout_at(deadline, up.write_all(&buf[..n])) => r,
+                _ = cancel.as_mut() => return Attempt::Cancelled,
+            };
+            match w {
+                Err(_) => return Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerTimeout)),
+                Ok(Err(e)) => return reset(e),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+    loop {
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        let r = tokio::select! {
+            r = tokio::time::timeout_at(deadline, up.read_buf(rbuf)) => r,
+            _ = cancel.as_mut() => return Attempt::Cancelled,
+        };
+        match r {
+            Err(_) => return Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerTimeout)),
+            Ok(Ok(0)) | Ok(Err(_)) if rbuf.is_empty() => return Attempt::Stale,
+            Ok(Ok(0)) => {
+                return Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerReset(
+                    "closed in the response head".into(),
+                )))
+            }
+            Ok(Err(e)) => return reset(e),
+            Ok(Ok(_)) => {}
+        }
+        loop {
+            match parse::parse_response(rbuf, head_request) {
+                RespParse::Partial => {
+                    if rbuf.len() > MAX_RESPONSE_HEAD {
+                        return Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerProtocol(
+                            "response head too large".into(),
+                        )));
+                    }
+                    break;
+                }
+                RespParse::Invalid(why) => {
+                    return Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerProtocol(
+                        why.into(),
+                    )))
+                }
+                RespParse::Complete(h) if h.status == 101 => {
+                    return Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerProtocol(
+                        "unsolicited 101".into(),
+                    )))
+                }
+                RespParse::Complete(h) if h.status < 200 => {
+                    // Interim response (e.g. 103): relay it, then read on.
+                    let interim: Vec<u8> = rbuf.drain(..h.len).collect();
+                    if client.write_all(&interim).await.is_err() {
+                        return Attempt::ClientGone;
+                    }
+                }
+                RespParse::Complete(h) => return Attempt::Head(h),
+            }
+        }
+    }
+}
+
+/// Send the response head and relay the body; returns the status and
+/// whether the client connection stays open.
+#[allow(clippy::too_many_arguments)]
+async fn relay_response(
+    stream: &mut TcpStream,
+    mut up: TcpStream,
+    mut rbuf: Vec<u8>,
+    resp: RespHead,
+    lease: Lease,
+    head: &ReqHead,
+    ctx: &ConnCtx,
+    fe: &Arc<FrontendRt>,
+    pool: &UpstreamClient,
+    start: Instant,
+) -> (Option<u16>, bool) {
+    let server = Arc::clone(&lease.server);
+    let status = resp.status;
+    server.metrics.responses[crate::metrics::class_index(status)].increment(1);
+    if (500..600).contains(&status) {
+        server.passive(PassiveEvent::ServerError);
+    } else {
+        server.passive(PassiveEvent::Success);
+    }
+    let close_client = head.close || resp.framing == Framing::Close;
+    let mut out = Vec::with_capacity(resp.len + 64 + rbuf.len().saturating_sub(resp.len));
+    write_response_head(&mut out, &rbuf, &resp, close_client);
+
+    // Body bytes that came with the head.
+    let extra = &rbuf[resp.len..];
+    let mut scanner = ChunkScanner::default();
+    let (take, mut done, mut left) = match resp.framing {
+        Framing::None => (0, true, 0u64),
+        Framing::Length(n) => {
+            let t = usize::try_from(n).map_or(extra.len(), |n| n.min(extra.len()));
+            (t, t as u64 == n, n - t as u64)
+        }
+        Framing::Chunked => match scanner.feed(extra) {
+            Scan::End(k) => (k, true, 0),
+            Scan::More => (extra.len(), false, 0),
+            Scan::Invalid => {
+                let e = ProxyError::new(ProxyErrorKind::ServerProtocol("bad chunked body".into()));
+                server.record_error(&e);
+                let (st, msg) = error_status(&e);
+                let _ = write_simple(stream, st, msg, true).await;
+                return (Some(st), false);
+            }
+        },
+        Framing::Close => (extra.len(), false, 0),
+    };
+    // Bytes after the response: the server is out of step.
+    let mut reusable = resp.keep_alive && extra.len() == take;
+    out.extend_from_slice(&extra[..take]);
+    count_out(fe, &server, take);
+
+    let drain = lease.drain.clone();
+    let cancel = async {
+        tokio::select! {
+            _ = drain.cancelled() => {}
+            _ = ctx.shutdown.aborted() => {}
+        }
+    };
+    tokio::pin!(cancel);
+    let w = tokio::select! {
+        r = stream.write_all(&out) => r,
+        _ = &mut cancel => return (Some(status), false),
+    };
+    if w.is_err() {
+        return (Some(status), false);
+    }
+    drop(out);
+
+    let idle = fe.cfg.timeouts.server;
+    if !done {
+        let mut buf = std::mem::take(&mut rbuf);
+        buf.clear();
+        if buf.capacity() < BODY_CHUNK {
+            buf.reserve(BODY_CHUNK - buf.capacity());
+        }
+        buf.resize(buf.capacity().min(BODY_CHUNK.max(READ_CHUNK)), 0);
+        while !done {
+            let want = match resp.framing {
+                Framing::Length(_) => buf.len().min(usize::try_from(left).unwrap_or(buf.len())),
+                _ => buf.len(),
+            };
+            let r = tokio::select! {
+                r = tokio::time::timeout(idle, up.read(&mut buf[..want])) => r,
+                _ = &mut cancel => {
+                    server.record_error(&ProxyError::new(ProxyErrorKind::DrainTimeout));
+                    return (Some(status), false);
+                }
+            };
+            let n = match r {
+                Err(_) => {
+                    server.record_error(&ProxyError::new(ProxyErrorKind::ServerTimeout));
+                    return (Some(status), false);
+                }
+                Ok(Err(e)) => {
+                    server
+                        .record_error(&ProxyError::new(ProxyErrorKind::ServerReset(e.to_string())));
+                    return (Some(status), false);
+                }
+                Ok(Ok(0)) => {
+                    if resp.framing == Framing::Close {
+                        reusable = false;
+                        break;
+                    }
+                    server.record_error(&ProxyError::new(ProxyErrorKind::ServerReset(
+                        "closed in the response body".into(),
+                    )));
+                    return (Some(status), false);
+                }
+                Ok(Ok(n)) => n,
+            };
+            let send = match resp.framing {
+                Framing::Length(_) => {
+                    left -= n as u64;
+                    done = left == 0;
+                    n
+                }
+                Framing::Chunked => match scanner.feed(&buf[..n]) {
+                    Scan::End(k) => {
+                        done = true;
+                        if k != n {
+                            reusable = false;
+                        }
+                        k
+                    }
+                    Scan::More => n,
+                    Scan::Invalid => {
+                        server.record_error(&ProxyError::new(ProxyErrorKind::ServerProtocol(
+                            "bad chunked body".into(),
+                        )));
+                        return (Some(status), false);
+                    }
+                },
+                _ => n,
+            };
+            count_out(fe, &server, send);
+            let w = tokio::select! {
+                r = stream.write_all(&buf[..send]) => r,
+                _ = &mut cancel => return (Some(status), false),
+            };
+            if w.is_err() {
+                return (Some(status), false);
+            }
+        }
+    }
+    drop(lease);
+    if reusable {
+        pool.raw_checkin(server.address, up, start);
+    }
+    (Some(status), !close_client)
+}
+
+fn count_out(fe: &FrontendRt, server: &crate::runtime::ServerShared, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let n = n as u64;
+    fe.shared.bytes_out.fetch_add(n, Ordering::Relaxed);
+    fe.shared.metrics.bytes_out.increment(n);
+    server.bytes_out.fetch_add(n, Ordering::Relaxed);
+    server.metrics.bytes_out.increment(n);
+}
