@@ -11,7 +11,9 @@ mod vrrp_common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use cluster_common::{node_state, quorate, wait_cluster, wait_vrrp, ClusterLab, Opts, CLUSTER_PORT};
+use cluster_common::{
+    node_state, quorate, wait_cluster, wait_vrrp, ClusterLab, Opts, CLUSTER_PORT,
+};
 use control::cluster::wire::{Body, ClusterId, ClusterKey, Codec, Header, HeartbeatBody, Message};
 use control::cluster::{Incarnation, LinkId, NodeId, Seq};
 
@@ -42,7 +44,10 @@ fn cluster_forged_and_replayed_heartbeats_are_rejected_and_counted() {
     let cap = lab
         .member("n1")
         .ns
-        .capture("eth1", &format!("udp dst port {CLUSTER_PORT} and src host 10.1.0.2"))
+        .capture(
+            "eth1",
+            &format!("udp dst port {CLUSTER_PORT} and src host 10.1.0.2"),
+        )
         .expect("capture");
     let packets = cap
         .wait_for(T, |p| p.iter().filter_map(udp_payload).count() >= 2)
@@ -61,7 +66,11 @@ fn cluster_forged_and_replayed_heartbeats_are_rejected_and_counted() {
         .expect("attach");
     mallory.add_addr("eth0", "10.1.0.66/24").expect("addr");
     let ids = ClusterId::from_names(["n1", "n2"]);
-    let wrong = Codec::new(&ClusterKey::from_bytes(&[7u8; 48]).expect("key"), ids, false);
+    let wrong = Codec::new(
+        &ClusterKey::from_bytes(&[7u8; 48]).expect("key"),
+        ids,
+        false,
+    );
     let forged = wrong
         .encode(&Message {
             header: Header {
@@ -101,7 +110,11 @@ fn cluster_forged_and_replayed_heartbeats_are_rejected_and_counted() {
     assert_eq!(cluster_common::vrrp_state(&n1), "master");
     let text = cluster_common::metrics(&n1);
     for reason in ["replay", "bad_mac", "malformed"] {
-        let v = common::metric(&text, "halb_cluster_rx_rejected_total", &[("reason", reason)]);
+        let v = common::metric(
+            &text,
+            "halb_cluster_rx_rejected_total",
+            &[("reason", reason)],
+        );
         assert!(v.is_some_and(|v| v >= 1.0), "{reason}: {v:?} in\n{text}");
     }
     let status = String::from_utf8_lossy(&n1.cli(&["status"]).stdout).to_string();

@@ -14,7 +14,8 @@ use cluster_common::{node_state, quorate, wait_cluster, wait_vrrp, ClusterLab, O
 
 const T: Duration = Duration::from_secs(15);
 
-const FRONTEND: &str = "[[frontend]]\nname = \"tcp\"\nbind = \"0.0.0.0:8081\"\nmode = \"tcp\"\nbackend = \"b\"\n\n\
+const FRONTEND: &str =
+    "[[frontend]]\nname = \"tcp\"\nbind = \"0.0.0.0:8081\"\nmode = \"tcp\"\nbackend = \"b\"\n\n\
 [[backend]]\nname = \"b\"\nservers = [ { name = \"a\", address = \"127.0.0.1:9\" } ]\n";
 
 /// Whether a TCP connection from the client to `addr` is accepted.
@@ -72,7 +73,11 @@ fn cluster_standby_moves_vip_and_connections_away_until_unstandby() {
     wait_cluster(&n2, "n2 sees n1 in standby", T, |c| {
         node_state(c, "n1") == "standby"
     });
-    assert!(text_status(&n2).contains("Standby: [ n1 ]"), "{}", text_status(&n2));
+    assert!(
+        text_status(&n2).contains("Standby: [ n1 ]"),
+        "{}",
+        text_status(&n2)
+    );
     // New connections to the standby node are refused; n2 takes them.
     wait_connects(&lab, "10.0.0.1:8081", false);
     assert!(connects(&lab, "10.0.0.2:8081"));
@@ -135,5 +140,7 @@ fn cluster_maintenance_keeps_what_it_holds_and_sigterm_leaves_without_fencing() 
     // Out of maintenance, n2 manages again.
     let out = n2.cli(&["node", "unmaintenance"]);
     assert!(out.status.success(), "{out:?}");
-    wait_cluster(&n3, "n3 sees n2 online", T, |c| node_state(c, "n2") == "online");
+    wait_cluster(&n3, "n3 sees n2 online", T, |c| {
+        node_state(c, "n2") == "online"
+    });
 }

@@ -64,7 +64,11 @@ fn cluster_partition_minority_releases_majority_fences_and_takes_over_no_flap_ba
     // Majority: n1 fenced with fence_dummy, then n2 (next priority) takes over.
     let c2 = wait_cluster(&n2, "n1 fenced", T, |c| node_state(c, "n1") == "fenced");
     assert!(quorate(&c2), "{c2}");
-    assert_eq!(lab.power("n1"), "off", "fence_dummy did not record the fence");
+    assert_eq!(
+        lab.power("n1"),
+        "off",
+        "fence_dummy did not record the fence"
+    );
     let fencing = c2["fencing"].as_array().cloned().unwrap_or_default();
     assert!(
         fencing.iter().any(|f| f["node"] == "n1" && f["ok"] == true),
@@ -86,7 +90,9 @@ fn cluster_partition_minority_releases_majority_fences_and_takes_over_no_flap_ba
     wait_cluster(&n1, "n1 quorate again", T, |c| {
         quorate(c) && c["core"]["quorum"]["votes"] == 3
     });
-    wait_cluster(&n2, "n2 sees n1 online", T, |c| node_state(c, "n1") == "online");
+    wait_cluster(&n2, "n2 sees n1 online", T, |c| {
+        node_state(c, "n1") == "online"
+    });
     wait_vrrp(&n1, "backup", T);
     for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(100));

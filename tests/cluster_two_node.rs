@@ -36,9 +36,16 @@ fn cluster_two_node_waits_for_all_then_fences_before_taking_over() {
         assert_ne!(s["vrrp"]["instances"][0]["state"], "master", "{s}");
         assert!(!lab.holds("n1"));
     }
-    assert_eq!(lab.power("n2"), "on", "n2 was fenced before it was ever seen");
+    assert_eq!(
+        lab.power("n2"),
+        "on",
+        "n2 was fenced before it was ever seen"
+    );
     let text = String::from_utf8_lossy(&n1.cli(&["status"]).stdout).to_string();
-    assert!(text.contains("wait_for_all: waiting for every node"), "{text}");
+    assert!(
+        text.contains("wait_for_all: waiting for every node"),
+        "{text}"
+    );
 
     let n2 = lab.start("n2", &o);
     for n in [&n1, &n2] {
@@ -101,6 +108,9 @@ fn cluster_witness_breaks_a_two_node_tie() {
     lab.wait_answer("n1", T);
     assert!(!lab.holds("n2"));
     let text = String::from_utf8_lossy(&n1.cli(&["status"]).stdout).to_string();
-    assert!(text.contains("witness 10.3.0.9:5405: vote counted"), "{text}");
+    assert!(
+        text.contains("witness 10.3.0.9:5405: vote counted"),
+        "{text}"
+    );
     let _ = witness.kill();
 }

@@ -84,7 +84,9 @@ pub struct ClusterLab {
 }
 
 fn write_key(path: &std::path::Path) {
-    let key: Vec<u8> = (0u8..48).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
+    let key: Vec<u8> = (0u8..48)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect();
     std::fs::write(path, key).expect("write key");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
 }
@@ -106,7 +108,8 @@ impl ClusterLab {
             let name = format!("n{i}");
             let ns = lab.netns(&name).expect("node ns");
             let lan_port = lab.attach(&ns, "eth0", &lan).expect("attach lan");
-            ns.add_addr("eth0", &format!("10.0.0.{i}/24")).expect("addr");
+            ns.add_addr("eth0", &format!("10.0.0.{i}/24"))
+                .expect("addr");
             let mut ring_ports = Vec::new();
             for (l, ring) in rings.iter().enumerate() {
                 let ifname = format!("eth{}", l + 1);
@@ -200,9 +203,7 @@ impl ClusterLab {
             .expect("node name n<i>");
         let nodes: Vec<String> = (1..=n)
             .map(|i| {
-                let addrs: Vec<String> = (1..=links)
-                    .map(|l| format!("\"10.{l}.0.{i}\""))
-                    .collect();
+                let addrs: Vec<String> = (1..=links).map(|l| format!("\"10.{l}.0.{i}\"")).collect();
                 format!("{{ name = \"n{i}\", addresses = [{}] }}", addrs.join(", "))
             })
             .collect();
@@ -252,8 +253,11 @@ impl ClusterLab {
     pub fn start_witness(&self, o: &Opts) -> NsChild {
         let ns = self.witness_ns.as_ref().expect("lab with a witness");
         let path = self.lab.dir().join("witness.toml");
-        std::fs::write(&path, self.config("n1", o).replace("{socket}", "/nonexistent"))
-            .expect("witness config");
+        std::fs::write(
+            &path,
+            self.config("n1", o).replace("{socket}", "/nonexistent"),
+        )
+        .expect("witness config");
         let child = ns
             .command(HALB)
             .args(["witness", "-c"])
