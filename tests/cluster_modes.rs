@@ -143,4 +143,38 @@ fn cluster_maintenance_keeps_what_it_holds_and_sigterm_leaves_without_fencing() 
     wait_cluster(&n3, "n3 sees n2 online", T, |c| {
         node_state(c, "n2") == "online"
     });
+
+    // Reloads: a new VRRP instance cannot join a running cluster (rejected,
+    // the running config stays); a changed [cluster] waits for a restart.
+    let original = std::fs::read_to_string(&n2.config).expect("config");
+    let extra = original.replacen(
+        "[cluster]",
+        "[[vrrp]]\nname = \"back\"\ninterface = \"eth0\"\nvrid = 52\npriority = 100\n\
+         virtual_ips = [\"10.0.0.101/24\"]\n\n[cluster]",
+        1,
+    );
+    std::fs::write(&n2.config, extra).expect("config");
+    let out = n2.cli(&["reload"]);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).to_string()
+        + &String::from_utf8_lossy(&out.stdout);
+    assert!(err.contains("VRRP instances changed"), "{err}");
+    assert_eq!(n2.status()["generation"], 1);
+    std::fs::write(
+        &n2.config,
+        original.replace(
+            "heartbeat_interval = \"30ms\"",
+            "heartbeat_interval = \"40ms\"",
+        ),
+    )
+    .expect("config");
+    let out = n2.cli(&["reload"]);
+    assert!(out.status.success(), "{out:?}");
+    let s = n2.status();
+    assert_eq!(s["generation"], 2, "{s}");
+    let changes = s["last_reload"]["changes"].to_string();
+    assert!(
+        changes.contains("cluster section changed: takes effect on restart"),
+        "{changes}"
+    );
 }
