@@ -156,8 +156,8 @@ fn cluster_maintenance_keeps_what_it_holds_and_sigterm_leaves_without_fencing() 
     std::fs::write(&n2.config, extra).expect("config");
     let out = n2.cli(&["reload"]);
     assert!(!out.status.success(), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr).to_string()
-        + &String::from_utf8_lossy(&out.stdout);
+    let err =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(err.contains("VRRP instances changed"), "{err}");
     assert_eq!(n2.status()["generation"], 1);
     std::fs::write(
