@@ -17,7 +17,7 @@ use crate::error::{ProxyError, ProxyErrorKind};
 use crate::health::PassiveEvent;
 use crate::proxy_protocol::{self, ProxyProtocolError};
 use crate::runtime::{l4_key, BackendRt, FrontendHandle, FrontendRt, FrontendShared, Lease};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{CancelWatch, Shutdown};
 
 /// Accept loop of a `tcp` frontend on an already-bound listener, until
 /// `shutdown` stops accepting. Connections go on until they end, their
@@ -321,6 +321,18 @@ async fn splice(
             }
         }
     };
+    // Watches rather than `cancelled()` futures: this select runs at every
+    // wake-up of the connection, and a waiting `cancelled()` takes a lock
+    // shared with every other connection each time it is polled.
+    let mut drain = CancelWatch::new(lease.drain.clone());
+    let mut abort = shutdown.watch_aborted();
+    let cancelled = std::future::poll_fn(|cx| {
+        if drain.poll_cancelled(cx).is_ready() || abort.poll_cancelled(cx).is_ready() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    });
     tokio::select! {
         r = async { tokio::try_join!(up, down) } => match r {
             Ok(_) => Ok(()),
@@ -328,7 +340,6 @@ async fn splice(
             Err((Side::Client, e)) => Err(ProxyError::new(ProxyErrorKind::ClientIo(e.to_string()))),
         },
         _ = watchdog => Err(ProxyError::new(ProxyErrorKind::ClientTimeout)),
-        _ = lease.drain.cancelled() => Err(ProxyError::new(ProxyErrorKind::DrainTimeout)),
-        _ = shutdown.aborted() => Err(ProxyError::new(ProxyErrorKind::DrainTimeout)),
+        _ = cancelled => Err(ProxyError::new(ProxyErrorKind::DrainTimeout)),
     }
 }

@@ -27,6 +27,7 @@
 
 pub(crate) mod parse;
 
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -37,17 +38,17 @@ use std::task::{Context, Poll};
 use control::config::{ForwardedHeaders, HashKey};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::{ProxyError, ProxyErrorKind};
 use crate::health::PassiveEvent;
 use crate::http::UpstreamClient;
 use crate::runtime::{BackendRt, FrontendHandle, FrontendRt, Lease};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{CancelWatch, Shutdown};
 use parse::{eq_ic, tokens, ChunkScanner, Framing, ReqHead, ReqParse, RespHead, RespParse, Scan};
 
 /// Read size for client request heads and server responses.
-const READ_CHUNK: usize = 4096;
+const READ_CHUNK: usize = 1024;
 /// Largest response head accepted from a server.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Relay buffer for bodies that do not fit the first read.
@@ -155,6 +156,12 @@ pub(crate) async fn serve(
     shutdown: Shutdown,
     started: Instant,
 ) -> Option<Prefixed> {
+    let mut watch = ConnWatch {
+        stop: shutdown.watch_stopping(),
+        abort: shutdown.watch_aborted(),
+        idle: None,
+        last_active: started,
+    };
     let ctx = ConnCtx {
         handle,
         client,
@@ -171,12 +178,12 @@ pub(crate) async fn serve(
         if inbuf.is_empty() {
             // Idle between requests: no buffer is held while waiting.
             inbuf = Vec::new();
-            let deadline = if first {
-                started + t.client_header
+            let limit = if first {
+                t.client_header
             } else {
-                Instant::now() + t.client_idle
+                t.client_idle
             };
-            if let Fill::End = fill(&mut stream, &mut inbuf, &ctx.shutdown, deadline, true).await {
+            if let Fill::End = fill_idle(&mut stream, &mut inbuf, &mut watch, limit).await {
                 return None;
             }
         }
@@ -190,15 +197,7 @@ pub(crate) async fn serve(
             match parse::parse_request(&inbuf) {
                 ReqParse::Complete(h) if h.len <= max_head => break h,
                 ReqParse::Complete(_) => {
-                    let _ = write_simple(
-                        &mut stream,
-                        431,
-                        "431 request header fields too large\n",
-                        true,
-                    )
-                    .await;
-                    count_local(&fe, 431);
-                    linger_close(stream).await;
+                    refuse_431(stream, &fe).await;
                     return None;
                 }
                 ReqParse::Unsupported => {
@@ -210,19 +209,11 @@ pub(crate) async fn serve(
                 }
                 ReqParse::Partial => {
                     if inbuf.len() > max_head {
-                        let _ = write_simple(
-                            &mut stream,
-                            431,
-                            "431 request header fields too large\n",
-                            true,
-                        )
-                        .await;
-                        count_local(&fe, 431);
-                        linger_close(stream).await;
+                        refuse_431(stream, &fe).await;
                         return None;
                     }
                     if let Fill::End =
-                        fill(&mut stream, &mut inbuf, &ctx.shutdown, head_deadline, false).await
+                        fill_head(&mut stream, &mut inbuf, &mut watch.abort, head_deadline).await
                     {
                         return None;
                     }
@@ -235,59 +226,104 @@ pub(crate) async fn serve(
         let (fe, be) = ctx.handle.current()?;
         // Boxed: the per-request state is allocated while a request runs,
         // not kept in every idle connection's task.
-        let keep = Box::pin(exchange(&mut stream, &mut inbuf, &head, &ctx, &fe, &be)).await;
+        let keep = Box::pin(exchange(
+            &mut stream,
+            &mut inbuf,
+            &head,
+            &ctx,
+            &mut watch.abort,
+            &fe,
+            &be,
+        ))
+        .await;
+        watch.last_active = Instant::now();
         if !keep || ctx.shutdown.is_stopping() {
             return None;
         }
     }
 }
 
-/// Read more bytes into `buf` before `deadline`. `idle`: no request is in
-/// progress, so a graceful stop ends the connection, and the buffer is only
-/// allocated once the socket is readable.
-async fn fill(
+/// Per-connection watches: graceful stop, abort, and the idle timer.
+struct ConnWatch {
+    stop: CancelWatch,
+    abort: CancelWatch,
+    /// Armed once and moved forward lazily: when it fires early (the
+    /// connection was busy since), it is re-armed from `last_active`.
+    idle: Option<Pin<Box<Sleep>>>,
+    last_active: Instant,
+}
+
+async fn refuse_431(mut stream: TcpStream, fe: &FrontendRt) {
+    let _ = write_simple(
+        &mut stream,
+        431,
+        "431 request header fields too large\n",
+        true,
+    )
+    .await;
+    count_local(fe, 431);
+    linger_close(stream).await;
+}
+
+/// Wait for the next request's first bytes, for at most `limit` after the
+/// last activity, or until a graceful stop. The buffer is only allocated
+/// once the socket is readable.
+async fn fill_idle(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-    shutdown: &Shutdown,
-    deadline: Instant,
-    idle: bool,
+    watch: &mut ConnWatch,
+    limit: std::time::Duration,
 ) -> Fill {
     loop {
-        if idle && buf.capacity() == 0 {
-            let ready = tokio::select! {
-                r = stream.readable() => r.is_ok(),
-                _ = tokio::time::sleep_until(deadline) => false,
-                _ = shutdown.stopping() => false,
-            };
-            if !ready {
-                return Fill::End;
-            }
-        }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        if idle {
-            match stream.try_read_buf(buf) {
-                Ok(0) => return Fill::End,
-                Ok(_) => return Fill::Data,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Spurious readiness: give the buffer back and wait again.
-                    if buf.is_empty() {
-                        *buf = Vec::new();
-                    }
+        let deadline = watch.last_active + limit;
+        let timer = watch
+            .idle
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let ready = tokio::select! {
+            r = stream.readable() => r.is_ok(),
+            _ = timer.as_mut() => {
+                if Instant::now() < deadline {
+                    // Fired for an earlier idle period: move it on.
+                    timer.as_mut().reset(deadline);
                     continue;
                 }
-                Err(_) => return Fill::End,
+                false
             }
-        }
-        return tokio::select! {
-            r = stream.read_buf(buf) => match r {
-                Ok(0) | Err(_) => Fill::End,
-                Ok(_) => Fill::Data,
-            },
-            _ = tokio::time::sleep_until(deadline) => Fill::End,
-            _ = shutdown.aborted() => Fill::End,
+            _ = watch.stop.cancelled() => false,
         };
+        if !ready {
+            return Fill::End;
+        }
+        buf.reserve(READ_CHUNK);
+        match stream.try_read_buf(buf) {
+            Ok(0) => return Fill::End,
+            Ok(_) => return Fill::Data,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Spurious readiness: give the buffer back and wait again.
+                *buf = Vec::new();
+            }
+            Err(_) => return Fill::End,
+        }
+    }
+}
+
+/// Read more of a request head before `deadline` (or an abort).
+async fn fill_head(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    abort: &mut CancelWatch,
+    deadline: Instant,
+) -> Fill {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    tokio::select! {
+        r = stream.read_buf(buf) => match r {
+            Ok(0) | Err(_) => Fill::End,
+            Ok(_) => Fill::Data,
+        },
+        _ = tokio::time::sleep_until(deadline) => Fill::End,
+        _ = abort.cancelled() => Fill::End,
     }
 }
 
@@ -547,19 +583,63 @@ enum Attempt {
     ClientGone,
 }
 
+/// What a request races against: the runtime's abort and the drain
+/// deadline of its server.
+struct ReqWatch<'a> {
+    abort: &'a mut CancelWatch,
+    drain: CancelWatch,
+}
+
+enum Interrupt {
+    Cancelled,
+    Expired,
+}
+
+impl ReqWatch<'_> {
+    fn poll_cancelled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.abort.poll_cancelled(cx).is_ready() || self.drain.poll_cancelled(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// Ready when the request is cancelled or `deadline` passes.
+    fn poll_interrupted(
+        &mut self,
+        deadline: &mut Pin<&mut Sleep>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Interrupt> {
+        if self.poll_cancelled(cx).is_ready() {
+            return Poll::Ready(Interrupt::Cancelled);
+        }
+        if deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Interrupt::Expired);
+        }
+        Poll::Pending
+    }
+}
+
+fn interrupted(i: Interrupt) -> Attempt {
+    match i {
+        Interrupt::Cancelled => Attempt::Cancelled,
+        Interrupt::Expired => Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerTimeout)),
+    }
+}
+
 /// One request: returns whether the client connection stays open.
 async fn exchange(
     stream: &mut TcpStream,
     inbuf: &mut Vec<u8>,
     head: &ReqHead,
     ctx: &ConnCtx,
+    abort: &mut CancelWatch,
     fe: &Arc<FrontendRt>,
     be: &Arc<BackendRt>,
 ) -> bool {
     let start = Instant::now();
     fe.shared.requests.fetch_add(1, Ordering::Relaxed);
     fe.shared.metrics.requests.increment(1);
-    let (status, keep) = proxy(stream, inbuf, head, ctx, fe, be, start).await;
+    let (status, keep) = proxy(stream, inbuf, head, ctx, abort, fe, be, start).await;
     if let Some(status) = status {
         fe.shared.count_response(status);
     }
@@ -572,11 +652,13 @@ async fn exchange(
 
 /// The request, its server and its body: returns the status sent to the
 /// client (if a head went out) and whether the client connection stays.
+#[allow(clippy::too_many_arguments)]
 async fn proxy(
     stream: &mut TcpStream,
     inbuf: &mut Vec<u8>,
     head: &ReqHead,
     ctx: &ConnCtx,
+    abort: &mut CancelWatch,
     fe: &Arc<FrontendRt>,
     be: &Arc<BackendRt>,
     start: Instant,
@@ -614,10 +696,14 @@ async fn proxy(
         fe.shared.metrics.bytes_in.increment(first_body as u64);
     }
 
-    let deadline = start + fe.cfg.timeouts.server;
+    // One timer for the whole wait for a response head (connect, send,
+    // retries included), as the hyper path's timeout around the send.
+    let deadline = tokio::time::sleep_until(start + fe.cfg.timeouts.server);
+    tokio::pin!(deadline);
     let mut tried: Vec<usize> = Vec::new();
     let mut rbuf: Vec<u8> = Vec::new();
-    let result: Result<(RespHead, TcpStream, Lease), ProxyError> = loop {
+    let mut abort = Some(abort);
+    let result: Result<(RespHead, TcpStream, Lease, ReqWatch<'_>), ProxyError> = loop {
         let (i, lease) = match be.acquire(key, &tried).await {
             Ok(x) => x,
             Err(e) => {
@@ -634,14 +720,13 @@ async fn proxy(
                 .fetch_add(first_body as u64, Ordering::Relaxed);
             server.metrics.bytes_in.increment(first_body as u64);
         }
-        let drain = lease.drain.clone();
-        let cancel = async {
-            tokio::select! {
-                _ = drain.cancelled() => {}
-                _ = ctx.shutdown.aborted() => {}
-            }
+        let Some(abort_ref) = abort.take() else {
+            break Err(ProxyError::new(ProxyErrorKind::Unconfigured));
         };
-        tokio::pin!(cancel);
+        let mut watch = ReqWatch {
+            abort: abort_ref,
+            drain: CancelWatch::new(lease.drain.clone()),
+        };
 
         let mut conn = pool.raw_checkout(server.address, start);
         let mut fresh_tries = 0;
@@ -652,15 +737,12 @@ async fn proxy(
                 None => {
                     let connect = crate::tcp::connect(server.address, pool.connect_timeout());
                     let r = tokio::select! {
-                        r = tokio::time::timeout_at(deadline, connect) => r,
-                        _ = &mut cancel => break Attempt::Cancelled,
+                        r = connect => r,
+                        i = poll_fn(|cx| watch.poll_interrupted(&mut deadline, cx)) => break interrupted(i),
                     };
                     match r {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => break Attempt::Fail(e),
-                        Err(_) => {
-                            break Attempt::Fail(ProxyError::new(ProxyErrorKind::ConnectTimeout))
-                        }
+                        Ok(s) => s,
+                        Err(e) => break Attempt::Fail(e),
                     }
                 }
             };
@@ -672,8 +754,8 @@ async fn proxy(
                 &mut body_left,
                 &mut rbuf,
                 head_request,
-                deadline,
-                &mut cancel,
+                &mut watch,
+                &mut deadline,
                 fe,
                 &server,
             )
@@ -694,7 +776,7 @@ async fn proxy(
             }
         };
         match attempt {
-            Attempt::Ready(h, up) => break Ok((h, up, lease)),
+            Attempt::Ready(h, up) => break Ok((h, up, lease, watch)),
             Attempt::Cancelled => break Err(ProxyError::new(ProxyErrorKind::DrainTimeout)),
             Attempt::ClientGone => return (None, false),
             Attempt::Fail(e) => {
@@ -703,6 +785,9 @@ async fn proxy(
                 tried.push(i);
                 if e.retry && retryable && tried.len() <= usize::from(be.cfg.connect_retries) {
                     be.shared.metrics.retries.increment(1);
+                    // The abort watch goes on to the next attempt.
+                    let ReqWatch { abort: a, .. } = watch;
+                    abort = Some(a);
                     continue;
                 }
                 break Err(e);
@@ -716,7 +801,7 @@ async fn proxy(
     };
     drop(out);
 
-    let (resp, up, lease) = match result {
+    let (resp, up, lease, watch) = match result {
         Ok(x) => x,
         Err(e) => {
             let (status, msg) = error_status(&e);
@@ -726,7 +811,7 @@ async fn proxy(
             return (Some(status), ok && !close);
         }
     };
-    relay_response(stream, up, rbuf, resp, lease, head, ctx, fe, pool, start).await
+    relay_response(stream, up, rbuf, resp, lease, watch, head, fe, pool, start).await
 }
 
 /// Write the request (and the rest of its body from the client) to the
@@ -740,23 +825,22 @@ async fn send_and_read_head(
     body_left: &mut u64,
     rbuf: &mut Vec<u8>,
     head_request: bool,
-    deadline: Instant,
-    cancel: &mut Pin<&mut impl std::future::Future<Output = ()>>,
+    watch: &mut ReqWatch<'_>,
+    deadline: &mut Pin<&mut Sleep>,
     fe: &FrontendRt,
     server: &crate::runtime::ServerShared,
 ) -> Attempt {
     let reset =
         |e: io::Error| Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerReset(e.to_string())));
     let w = tokio::select! {
-        r = tokio::time::timeout_at(deadline, up.write_all(out)) => r,
-        _ = cancel.as_mut() => return Attempt::Cancelled,
+        r = up.write_all(out) => r,
+        i = poll_fn(|cx| watch.poll_interrupted(deadline, cx)) => return interrupted(i),
     };
     match w {
-        Err(_) => return Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerTimeout)),
         // A pooled connection the server had closed fails here or below.
-        Ok(Err(_)) if *body_left == 0 => return Attempt::Stale,
-        Ok(Err(e)) => return reset(e),
-        Ok(Ok(())) => {}
+        Err(_) if *body_left == 0 => return Attempt::Stale,
+        Err(e) => return reset(e),
+        Ok(()) => {}
     }
     if *body_left > 0 {
         // The rest of the request body, read exactly (a pipelined request
@@ -767,8 +851,8 @@ async fn send_and_read_head(
                 .len()
                 .min(usize::try_from(*body_left).unwrap_or(buf.len()));
             let r = tokio::select! {
-                r = tokio::time::timeout_at(Instant::now() + fe.cfg.timeouts.client_idle, client.read(&mut buf[..want])) => r,
-                _ = cancel.as_mut() => return Attempt::Cancelled,
+                r = tokio::time::timeout(fe.cfg.timeouts.client_idle, client.read(&mut buf[..want])) => r,
+                _ = poll_fn(|cx| watch.poll_cancelled(cx)) => return Attempt::Cancelled,
             };
             let n = match r {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Attempt::ClientGone,
@@ -780,13 +864,11 @@ async fn send_and_read_head(
             server.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
             server.metrics.bytes_in.increment(n as u64);
             let w = tokio::select! {
-                r = tokio::time::timeout_at(deadline, up.write_all(&buf[..n])) => r,
-                _ = cancel.as_mut() => return Attempt::Cancelled,
+                r = up.write_all(&buf[..n]) => r,
+                i = poll_fn(|cx| watch.poll_interrupted(deadline, cx)) => return interrupted(i),
             };
-            match w {
-                Err(_) => return Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerTimeout)),
-                Ok(Err(e)) => return reset(e),
-                Ok(Ok(())) => {}
+            if let Err(e) = w {
+                return reset(e);
             }
         }
     }
@@ -795,19 +877,18 @@ async fn send_and_read_head(
             rbuf.reserve(READ_CHUNK);
         }
         let r = tokio::select! {
-            r = tokio::time::timeout_at(deadline, up.read_buf(rbuf)) => r,
-            _ = cancel.as_mut() => return Attempt::Cancelled,
+            r = up.read_buf(rbuf) => r,
+            i = poll_fn(|cx| watch.poll_interrupted(deadline, cx)) => return interrupted(i),
         };
         match r {
-            Err(_) => return Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerTimeout)),
-            Ok(Ok(0)) | Ok(Err(_)) if rbuf.is_empty() => return Attempt::Stale,
-            Ok(Ok(0)) => {
+            Ok(0) | Err(_) if rbuf.is_empty() => return Attempt::Stale,
+            Ok(0) => {
                 return Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerReset(
                     "closed in the response head".into(),
                 )))
             }
-            Ok(Err(e)) => return reset(e),
-            Ok(Ok(_)) => {}
+            Err(e) => return reset(e),
+            Ok(_) => {}
         }
         loop {
             match parse::parse_response(rbuf, head_request) {
@@ -851,8 +932,8 @@ async fn relay_response(
     mut rbuf: Vec<u8>,
     resp: RespHead,
     lease: Lease,
+    mut watch: ReqWatch<'_>,
     head: &ReqHead,
-    ctx: &ConnCtx,
     fe: &Arc<FrontendRt>,
     pool: &UpstreamClient,
     start: Instant,
@@ -896,17 +977,9 @@ async fn relay_response(
     out.extend_from_slice(&extra[..take]);
     count_out(fe, &server, take);
 
-    let drain = lease.drain.clone();
-    let cancel = async {
-        tokio::select! {
-            _ = drain.cancelled() => {}
-            _ = ctx.shutdown.aborted() => {}
-        }
-    };
-    tokio::pin!(cancel);
     let w = tokio::select! {
         r = stream.write_all(&out) => r,
-        _ = &mut cancel => return (Some(status), false),
+        _ = poll_fn(|cx| watch.poll_cancelled(cx)) => return (Some(status), false),
     };
     if w.is_err() {
         return (Some(status), false);
@@ -917,10 +990,7 @@ async fn relay_response(
     if !done {
         let mut buf = std::mem::take(&mut rbuf);
         buf.clear();
-        if buf.capacity() < BODY_CHUNK {
-            buf.reserve(BODY_CHUNK - buf.capacity());
-        }
-        buf.resize(buf.capacity().min(BODY_CHUNK.max(READ_CHUNK)), 0);
+        buf.resize(BODY_CHUNK, 0);
         while !done {
             let want = match resp.framing {
                 Framing::Length(_) => buf.len().min(usize::try_from(left).unwrap_or(buf.len())),
@@ -928,7 +998,7 @@ async fn relay_response(
             };
             let r = tokio::select! {
                 r = tokio::time::timeout(idle, up.read(&mut buf[..want])) => r,
-                _ = &mut cancel => {
+                _ = poll_fn(|cx| watch.poll_cancelled(cx)) => {
                     server.record_error(&ProxyError::new(ProxyErrorKind::DrainTimeout));
                     return (Some(status), false);
                 }
@@ -982,13 +1052,14 @@ async fn relay_response(
             count_out(fe, &server, send);
             let w = tokio::select! {
                 r = stream.write_all(&buf[..send]) => r,
-                _ = &mut cancel => return (Some(status), false),
+                _ = poll_fn(|cx| watch.poll_cancelled(cx)) => return (Some(status), false),
             };
             if w.is_err() {
                 return (Some(status), false);
             }
         }
     }
+    drop(watch);
     drop(lease);
     if reusable {
         pool.raw_checkin(server.address, up, start);
