@@ -125,6 +125,29 @@ impl InstanceGate {
         }
     }
 
+    /// A gate change that has arrived but was not seen yet, if any: the
+    /// instance applies it before any other event, so a router never acts
+    /// on a timer or an advert with a stale gate.
+    pub(crate) fn take_pending(&mut self) -> Option<Gate> {
+        let rx = self.gates.as_mut()?;
+        match rx.has_changed() {
+            Ok(true) => Some(
+                rx.borrow_and_update()
+                    .get(&self.name)
+                    .copied()
+                    .unwrap_or_default(),
+            ),
+            Ok(false) => None,
+            Err(_) => {
+                self.gates = None;
+                Some(Gate {
+                    may_be_master: false,
+                    takeover: self.current.takeover,
+                })
+            }
+        }
+    }
+
     /// Reports the local state if it changed since the last report.
     pub(crate) fn report(&mut self, holding: bool, priority: u8) {
         if self.last_report == Some((holding, priority)) {
@@ -214,6 +237,20 @@ mod tests {
             later.is_err(),
             "a gone sender must not produce more changes"
         );
+    }
+
+    #[tokio::test]
+    async fn a_pending_change_is_taken_once() {
+        let (tx, rx) = watch::channel(Gates::new());
+        let (c, _) = control(rx);
+        let mut g = InstanceGate::new("web", &c);
+        assert_eq!(g.take_pending(), None);
+        tx.send_replace(Gates::from([("web".to_owned(), open(1))]));
+        assert_eq!(g.take_pending(), Some(open(1)));
+        assert_eq!(g.take_pending(), None);
+        drop(tx);
+        assert_eq!(g.take_pending().map(|x| x.may_be_master), Some(false));
+        assert_eq!(g.take_pending(), None);
     }
 
     #[test]

@@ -438,6 +438,12 @@ impl Instance {
                 l = link_event(&mut self.tracking.links) => Event::Link(l),
                 g = gate_changed(&mut self.gate) => Event::Gate(g),
             };
+            // halb: a gate change that arrived meanwhile is applied first.
+            if !matches!(event, Event::Gate(_)) {
+                if let Some(g) = self.gate.as_mut().and_then(InstanceGate::take_pending) {
+                    self.on_gate(g).await;
+                }
+            }
             match event {
                 Event::Command(None) => {
                     // The driver is gone: stop as on a shutdown.
