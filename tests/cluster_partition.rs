@@ -110,6 +110,15 @@ fn cluster_partition_minority_releases_majority_fences_and_takes_over_no_flap_ba
         claims.len()
     );
     assert_claims_in_order(&lab, &claims, &["n1", "n2"]);
+
+    // `halb node failback` (on any node) gives the VIP back to its
+    // preferred node.
+    let out = n3.cli(&["node", "failback"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_vrrp(&n1, "master", T);
+    wait_vrrp(&n2, "backup", T);
+    lab.wait_answer("n1", T);
+    assert!(!lab.holds("n2"));
 }
 
 fn vrrp_state_of(n: &common::Node) -> String {
