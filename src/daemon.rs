@@ -162,12 +162,12 @@ impl Daemon {
             self.cluster.check(&config).map_err(|e| vec![e])?;
             let mut changes = self.node_changes(&old.config, &config);
             changes.extend(self.cluster.reload(&config));
-            let (xdp_changes, fallback) = self.xdp.reload(&config).map_err(|e| vec![e])?;
+            // Without quorum (policy stop) no frontend takes new
+            // connections: neither the kernel's nor user space's.
+            let gated = cluster_part::gate_frontends(config.clone(), self.cluster.accepting());
+            let (xdp_changes, fallback) = self.xdp.reload(&gated).map_err(|e| vec![e])?;
             changes.extend(xdp_changes);
-            let userspace = cluster_part::gate_frontends(
-                xdp_part::userspace_config(&config, &fallback),
-                self.cluster.accepting(),
-            );
+            let userspace = xdp_part::userspace_config(&gated, &fallback);
             let dp = self.dataplane.reload(&userspace).map_err(|e| vec![e])?;
             changes.extend(dp);
             Ok((config, changes))
@@ -734,10 +734,15 @@ impl Daemon {
     async fn apply_accepting(&self, accepting: bool) {
         let _serial = self.reload_lock.lock().await;
         let running = self.running.load_full();
-        let userspace = cluster_part::gate_frontends(
-            xdp_part::userspace_config(&running.config, &self.xdp.fallback()),
-            accepting,
-        );
+        let gated = cluster_part::gate_frontends(running.config.as_ref().clone(), accepting);
+        let fallback = match self.xdp.reload(&gated) {
+            Ok((_, fallback)) => fallback,
+            Err(e) => {
+                tracing::error!(accepting, error = %e, "cluster: XDP not updated");
+                self.xdp.fallback()
+            }
+        };
+        let userspace = xdp_part::userspace_config(&gated, &fallback);
         match self.dataplane.reload(&userspace) {
             Ok(changes) => {
                 if accepting {
