@@ -45,12 +45,14 @@ use crate::runtime::{
     lock, BackendRt, FrontendHandle, FrontendRt, FrontendShared, Lease, ServerShared,
 };
 use crate::shutdown::Shutdown;
-use crate::tcp::{read_proxy_header, ConnGuard};
+use crate::tcp::ConnGuard;
 
 /// Boxed error of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// The head-like first part of the HTTP/2 connection preface (RFC 9113
+/// section 3.4), which the HTTP/1 fast path passes on to hyper.
+const H2_PREFACE_HEAD: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
 /// hyper refuses an HTTP/1 read buffer smaller than this; the buffer is
 /// twice the header limit so the limit, not the buffer, decides the 431.
 const MIN_H1_BUF: usize = 8192;
@@ -474,76 +476,30 @@ pub async fn serve(listener: TcpListener, frontend: FrontendHandle, shutdown: Sh
                 }
             },
         };
-        let conn = ConnGuard::new(Arc::clone(&fe.shared));
-        let (h, sd) = (frontend.clone(), shutdown.clone());
-        frontend.inner.tracker.spawn(async move {
-            let _permit = permit;
-            let _conn = conn;
-            serve_conn(stream, peer, h, fe, sd).await;
-        });
+        let open = (ConnGuard::new(Arc::clone(&fe.shared)), permit);
+        frontend.inner.tracker.spawn(crate::h1::serve_conn(
+            stream,
+            peer,
+            frontend.clone(),
+            fe,
+            shutdown.clone(),
+            open,
+        ));
     }
     tracing::info!(frontend = %frontend.name(), "listener stopped");
 }
 
-/// Whether the client starts with the HTTP/2 preface. `None`: it closed.
-async fn is_h2(stream: &TcpStream) -> Option<bool> {
-    let mut buf = [0u8; 24];
-    loop {
-        let n = stream.peek(&mut buf).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        if buf[..n] != H2_PREFACE[..n] {
-            return Some(false);
-        }
-        if n == H2_PREFACE.len() {
-            return Some(true);
-        }
-        // A partial preface: wait for more bytes (bounded by the caller).
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn serve_conn(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+/// Serve a client connection with hyper: HTTP/2 (prior knowledge) when
+/// the bytes read so far start with the HTTP/2 preface, HTTP/1 otherwise.
+pub(crate) fn serve_hyper(
+    rest: crate::h1::Prefixed,
+    client: SocketAddr,
     handle: FrontendHandle,
     fe: Arc<FrontendRt>,
     shutdown: Shutdown,
-) {
-    let _ = stream.set_nodelay(true);
-    let mut client = peer;
-    if fe.cfg.accept_proxy_protocol {
-        match read_proxy_header(&mut stream, fe.cfg.timeouts.client_header).await {
-            Ok(Some((src, _))) => client = src,
-            Ok(None) => {}
-            Err(e) => {
-                tracing::debug!(frontend = %fe.cfg.name, client = %peer, error = %e, "bad PROXY header");
-                return;
-            }
-        }
-    }
-    let started = Instant::now();
-    let h2 = match tokio::time::timeout(fe.cfg.timeouts.client_header, is_h2(&stream)).await {
-        Ok(Some(h2)) => h2,
-        _ => return,
-    };
-    // The protocol state lives on the heap from here on: a connection that
-    // has not sent anything yet costs only this small task.
-    if h2 {
-        return serve_protocol(stream, client, handle, fe, shutdown, true).await;
-    }
-    let fast = Box::pin(crate::h1::serve(
-        stream,
-        client,
-        handle.clone(),
-        shutdown.clone(),
-        started,
-    ));
-    if let Some(rest) = fast.await {
-        // A request outside the fast path: hyper takes the connection.
-        serve_protocol(rest, client, handle, fe, shutdown, false).await
-    }
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let h2 = rest.starts_with(H2_PREFACE_HEAD);
+    serve_protocol(rest, client, handle, fe, shutdown, h2)
 }
 
 fn serve_protocol<I>(

@@ -101,7 +101,6 @@ impl Wake for WatchWake {
 /// wake-up costs two atomic operations instead of a shared lock.
 pub(crate) struct CancelWatch {
     wake: Arc<WatchWake>,
-    waker: Waker,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     registered: bool,
     done: bool,
@@ -120,7 +119,6 @@ impl CancelWatch {
     pub(crate) fn new(token: CancellationToken) -> Self {
         let wake = Arc::new(WatchWake::default());
         CancelWatch {
-            waker: Waker::from(Arc::clone(&wake)),
             wake,
             cancelled: Box::pin(token.cancelled_owned()),
             registered: false,
@@ -136,7 +134,10 @@ impl CancelWatch {
         self.wake.parent.register(cx.waker());
         if !self.registered || self.wake.fired.swap(false, Ordering::AcqRel) {
             self.registered = true;
-            let mut own = Context::from_waker(&self.waker);
+            // Made here, not kept: this runs once, and again only after
+            // the token woke us.
+            let waker = Waker::from(Arc::clone(&self.wake));
+            let mut own = Context::from_waker(&waker);
             if self.cancelled.as_mut().poll(&mut own).is_ready() {
                 self.done = true;
                 return Poll::Ready(());
@@ -146,6 +147,7 @@ impl CancelWatch {
     }
 
     /// Resolves once the token is cancelled.
+    #[cfg(test)]
     pub(crate) fn cancelled(&mut self) -> impl Future<Output = ()> + '_ {
         std::future::poll_fn(move |cx| self.poll_cancelled(cx))
     }

@@ -45,7 +45,9 @@ use crate::health::PassiveEvent;
 use crate::http::UpstreamClient;
 use crate::runtime::{BackendRt, FrontendHandle, FrontendRt, Lease};
 use crate::shutdown::{CancelWatch, Shutdown};
+use crate::tcp::ConnGuard;
 use parse::{eq_ic, tokens, ChunkScanner, Framing, ReqHead, ReqParse, RespHead, RespParse, Scan};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Read size for client request heads and server responses.
 const READ_CHUNK: usize = 1024;
@@ -77,6 +79,13 @@ pub(crate) struct Prefixed {
     pre: Vec<u8>,
     pos: usize,
     io: TcpStream,
+}
+
+impl Prefixed {
+    /// Whether the bytes read so far start with `prefix`.
+    pub(crate) fn starts_with(&self, prefix: &[u8]) -> bool {
+        self.pre[self.pos..].starts_with(prefix)
+    }
 }
 
 impl AsyncRead for Prefixed {
@@ -134,9 +143,22 @@ impl AsyncWrite for Prefixed {
 struct ConnCtx {
     handle: FrontendHandle,
     client: SocketAddr,
-    /// The client's address as text, for `X-Forwarded-For`.
-    client_ip: String,
     shutdown: Shutdown,
+}
+
+/// A client connection's whole state, kept in one place: the task future
+/// owns it directly, so nothing of it is stored twice.
+struct Conn {
+    stream: TcpStream,
+    inbuf: Vec<u8>,
+    ctx: ConnCtx,
+    /// Also holds when the connection was accepted (`last_active` until
+    /// the first request).
+    watch: ConnWatch,
+    fe: Arc<FrontendRt>,
+    /// Counts the connection as open, and holds its place under the
+    /// frontend's `max_connections`, until it closes.
+    _open: (ConnGuard, Option<OwnedSemaphorePermit>),
 }
 
 enum Fill {
@@ -145,77 +167,134 @@ enum Fill {
     End,
 }
 
-/// Serve HTTP/1.1 requests on `stream` until the connection ends (`None`)
-/// or a request needs hyper (`Some`, with the unread bytes in front).
-/// `started`: when the connection was accepted (the first head is due
-/// `client_header` after it).
-pub(crate) async fn serve(
-    mut stream: TcpStream,
-    client: SocketAddr,
+/// A client connection of an `http` frontend, from accept to close: PROXY
+/// header if configured, HTTP/1.1 requests on the fast path, and the rest
+/// (HTTP/2 included) by hyper with the bytes already read.
+///
+/// This future is the connection's task itself (no wrapper around it), so
+/// an idle connection costs one task of about the size of [`Conn`].
+pub(crate) fn serve_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
     handle: FrontendHandle,
+    fe: Arc<FrontendRt>,
     shutdown: Shutdown,
-    started: Instant,
-) -> Option<Prefixed> {
-    let mut watch = ConnWatch {
-        stop: shutdown.watch_stopping(),
-        abort: shutdown.watch_aborted(),
-        idle: None,
-        last_active: started,
+    open: (ConnGuard, Option<OwnedSemaphorePermit>),
+) -> impl std::future::Future<Output = ()> + Send {
+    let started = Instant::now();
+    run(Conn {
+        stream,
+        inbuf: Vec::new(),
+        watch: ConnWatch {
+            stop: shutdown.watch_stopping(),
+            idle: None,
+            last_active: started,
+        },
+        ctx: ConnCtx {
+            handle,
+            client: peer,
+            shutdown,
+        },
+        fe,
+        _open: open,
+    })
+}
+
+/// Not an `async fn`: the arguments of one are moved again into the body's
+/// state, which would keep the connection state twice in every task.
+#[allow(clippy::manual_async_fn)]
+fn run(mut c: Conn) -> impl Future<Output = ()> + Send {
+    async move {
+        let _ = c.stream.set_nodelay(true);
+        if c.fe.cfg.accept_proxy_protocol {
+            let limit = c.fe.cfg.timeouts.client_header;
+            // Boxed: only connections behind a balancer pay for this state.
+            match Box::pin(crate::tcp::read_proxy_header(&mut c.stream, limit)).await {
+                Ok(Some((src, _))) => c.ctx.client = src,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(frontend = %c.fe.cfg.name, client = %c.ctx.client, error = %e, "bad PROXY header");
+                    return;
+                }
+            }
+        }
+        if serve(&mut c).await {
+            return;
+        }
+        to_hyper(c).await
+    }
+}
+
+/// A request outside the fast path: hyper takes the connection with the
+/// bytes already read.
+fn to_hyper(c: Conn) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let Conn {
+        stream,
+        inbuf,
+        ctx,
+        fe,
+        ..
+    } = c;
+    let rest = Prefixed {
+        pre: inbuf,
+        pos: 0,
+        io: stream,
     };
-    let ctx = ConnCtx {
-        handle,
-        client,
-        client_ip: client.ip().to_canonical().to_string(),
-        shutdown,
-    };
-    let mut inbuf: Vec<u8> = Vec::new();
+    crate::http::serve_hyper(rest, ctx.client, ctx.handle, fe, ctx.shutdown)
+}
+
+/// Serve HTTP/1.1 requests until the connection ends (`true`) or a request
+/// needs hyper (`false`: the unread bytes are in `c.inbuf`).
+async fn serve(c: &mut Conn) -> bool {
     let mut first = true;
     loop {
         // Timeouts and limits while waiting for a head.
-        let (fe, be) = ctx.handle.current()?;
+        let Some((fe, be)) = c.ctx.handle.current() else {
+            return true;
+        };
         let t = &fe.cfg.timeouts;
         let max_head = fe.cfg.max_header_size as usize;
-        if inbuf.is_empty() {
+        if c.inbuf.is_empty() {
             // Idle between requests: no buffer is held while waiting.
-            inbuf = Vec::new();
+            c.inbuf = Vec::new();
             let limit = if first {
                 t.client_header
             } else {
                 t.client_idle
             };
-            if let Fill::End = fill_idle(&mut stream, &mut inbuf, &mut watch, limit).await {
-                return None;
+            if let Fill::End = fill_idle(&mut c.stream, &mut c.inbuf, &mut c.watch, limit).await {
+                return true;
             }
         }
         let head_deadline = if first {
-            started + t.client_header
+            // Counted from the accept (`last_active` is still that).
+            c.watch.last_active + t.client_header
         } else {
             Instant::now() + t.client_header
         };
         first = false;
         let head = loop {
-            match parse::parse_request(&inbuf) {
+            match parse::parse_request(&c.inbuf) {
                 ReqParse::Complete(h) if h.len <= max_head => break h,
                 ReqParse::Complete(_) => {
-                    refuse_431(stream, &fe).await;
-                    return None;
+                    Box::pin(refuse_431(&mut c.stream, &fe)).await;
+                    return true;
                 }
-                ReqParse::Unsupported => {
-                    return Some(Prefixed {
-                        pre: inbuf,
-                        pos: 0,
-                        io: stream,
-                    })
-                }
+                ReqParse::Unsupported => return false,
                 ReqParse::Partial => {
-                    if inbuf.len() > max_head {
-                        refuse_431(stream, &fe).await;
-                        return None;
+                    if c.inbuf.len() > max_head {
+                        Box::pin(refuse_431(&mut c.stream, &fe)).await;
+                        return true;
                     }
-                    if let Fill::End =
-                        fill_head(&mut stream, &mut inbuf, &mut watch.abort, head_deadline).await
-                    {
-                        return None;
+                    // Boxed: a head in several pieces is the rare case.
+                    let more = Box::pin(fill_head(
+                        &mut c.stream,
+                        &mut c.inbuf,
+                        &c.ctx.shutdown,
+                        head_deadline,
+                    ));
+                    if let Fill::End = more.await {
+                        return true;
                     }
                 }
             }
@@ -223,44 +302,39 @@ pub(crate) async fn serve(
         // The config as of the request's arrival (a reload while the
         // connection sat idle must apply to it).
         drop((fe, be));
-        let (fe, be) = ctx.handle.current()?;
+        let Some((fe, be)) = c.ctx.handle.current() else {
+            return true;
+        };
         // Boxed: the per-request state is allocated while a request runs,
         // not kept in every idle connection's task.
         let keep = Box::pin(exchange(
-            &mut stream,
-            &mut inbuf,
+            &mut c.stream,
+            &mut c.inbuf,
             &head,
-            &ctx,
-            &mut watch.abort,
+            &c.ctx,
             &fe,
             &be,
         ))
         .await;
-        watch.last_active = Instant::now();
-        if !keep || ctx.shutdown.is_stopping() {
-            return None;
+        c.watch.last_active = Instant::now();
+        if !keep || c.ctx.shutdown.is_stopping() {
+            return true;
         }
     }
 }
 
-/// Per-connection watches: graceful stop, abort, and the idle timer.
+/// Per-connection watches: graceful stop and the idle timer (the abort is
+/// watched per request, so an idle connection does not hold it).
 struct ConnWatch {
     stop: CancelWatch,
-    abort: CancelWatch,
     /// Armed once and moved forward lazily: when it fires early (the
     /// connection was busy since), it is re-armed from `last_active`.
     idle: Option<Pin<Box<Sleep>>>,
     last_active: Instant,
 }
 
-async fn refuse_431(mut stream: TcpStream, fe: &FrontendRt) {
-    let _ = write_simple(
-        &mut stream,
-        431,
-        "431 request header fields too large\n",
-        true,
-    )
-    .await;
+async fn refuse_431(stream: &mut TcpStream, fe: &FrontendRt) {
+    let _ = write_simple(stream, 431, "431 request header fields too large\n", true).await;
     count_local(fe, 431);
     linger_close(stream).await;
 }
@@ -268,50 +342,66 @@ async fn refuse_431(mut stream: TcpStream, fe: &FrontendRt) {
 /// Wait for the next request's first bytes, for at most `limit` after the
 /// last activity, or until a graceful stop. The buffer is only allocated
 /// once the socket is readable.
-async fn fill_idle(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    watch: &mut ConnWatch,
+///
+/// Written as a plain poll function: the readiness is registered on the
+/// socket itself (`poll_read_ready`), so an idle connection holds no
+/// waiter future at all.
+fn fill_idle<'a>(
+    stream: &'a mut TcpStream,
+    buf: &'a mut Vec<u8>,
+    watch: &'a mut ConnWatch,
     limit: std::time::Duration,
-) -> Fill {
-    loop {
+) -> impl Future<Output = Fill> + 'a {
+    poll_fn(move |cx| loop {
+        match stream.poll_read_ready(cx) {
+            Poll::Ready(Err(_)) => return Poll::Ready(Fill::End),
+            Poll::Ready(Ok(())) => {
+                buf.reserve(READ_CHUNK);
+                match stream.try_read_buf(buf) {
+                    Ok(0) => return Poll::Ready(Fill::End),
+                    Ok(_) => return Poll::Ready(Fill::Data),
+                    // Spurious readiness (now cleared): give the buffer
+                    // back and wait again.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        *buf = Vec::new();
+                        continue;
+                    }
+                    Err(_) => return Poll::Ready(Fill::End),
+                }
+            }
+            Poll::Pending => {}
+        }
+        if watch.stop.poll_cancelled(cx).is_ready() {
+            return Poll::Ready(Fill::End);
+        }
         let deadline = watch.last_active + limit;
         let timer = watch
             .idle
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        let ready = tokio::select! {
-            r = stream.readable() => r.is_ok(),
-            _ = timer.as_mut() => {
-                if Instant::now() < deadline {
-                    // Fired for an earlier idle period: move it on.
-                    timer.as_mut().reset(deadline);
-                    continue;
-                }
-                false
-            }
-            _ = watch.stop.cancelled() => false,
-        };
-        if !ready {
-            return Fill::End;
+        // The timer moves on lazily: it is re-armed only when it fires
+        // before the current deadline (the connection was busy since), not
+        // after every request.
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
         }
-        buf.reserve(READ_CHUNK);
-        match stream.try_read_buf(buf) {
-            Ok(0) => return Fill::End,
-            Ok(_) => return Fill::Data,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Spurious readiness: give the buffer back and wait again.
-                *buf = Vec::new();
+        if timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= deadline {
+                return Poll::Ready(Fill::End);
             }
-            Err(_) => return Fill::End,
+            timer.as_mut().reset(deadline);
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Fill::End);
+            }
         }
-    }
+        return Poll::Pending;
+    })
 }
 
 /// Read more of a request head before `deadline` (or an abort).
 async fn fill_head(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-    abort: &mut CancelWatch,
+    shutdown: &Shutdown,
     deadline: Instant,
 ) -> Fill {
     if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -323,7 +413,7 @@ async fn fill_head(
             Ok(_) => Fill::Data,
         },
         _ = tokio::time::sleep_until(deadline) => Fill::End,
-        _ = abort.cancelled() => Fill::End,
+        _ = shutdown.aborted() => Fill::End,
     }
 }
 
@@ -336,7 +426,7 @@ const LINGER_BYTES: usize = 1 << 20;
 /// with unread input sends a reset, which can destroy the answer before
 /// the client reads it. Stop writing, then read and drop what the client is
 /// still sending, for a bounded time and amount (nginx's lingering close).
-async fn linger_close(mut stream: TcpStream) {
+async fn linger_close(stream: &mut TcpStream) {
     if stream.shutdown().await.is_err() {
         return;
     }
@@ -458,8 +548,10 @@ fn write_request_head(
     buf: &[u8],
     head: &ReqHead,
     mode: ForwardedHeaders,
-    client_ip: &str,
+    client: SocketAddr,
 ) {
+    use std::io::Write as _;
+    let ip = client.ip().to_canonical();
     let xf = matches!(mode, ForwardedHeaders::XForwarded | ForwardedHeaders::Both);
     let fwd = matches!(mode, ForwardedHeaders::Forwarded | ForwardedHeaders::Both);
     let listed = connection_listed(buf, &head.fields);
@@ -500,7 +592,7 @@ fn write_request_head(
             out.extend_from_slice(prev);
             out.extend_from_slice(b", ");
         }
-        out.extend_from_slice(client_ip.as_bytes());
+        let _ = write!(out, "{ip}");
         out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
         if let Some(h) = host {
             out.extend_from_slice(b"x-forwarded-host: ");
@@ -515,12 +607,10 @@ fn write_request_head(
             out.extend_from_slice(b", ");
         }
         out.extend_from_slice(b"for=");
-        if client_ip.contains(':') {
-            out.extend_from_slice(b"\"[");
-            out.extend_from_slice(client_ip.as_bytes());
-            out.extend_from_slice(b"]\"");
+        if ip.is_ipv6() {
+            let _ = write!(out, "\"[{ip}]\"");
         } else {
-            out.extend_from_slice(client_ip.as_bytes());
+            let _ = write!(out, "{ip}");
         }
         out.extend_from_slice(b";proto=http");
         if let Some(h) = host.filter(|h| !h.contains(&b'"')) {
@@ -632,10 +722,11 @@ async fn exchange(
     inbuf: &mut Vec<u8>,
     head: &ReqHead,
     ctx: &ConnCtx,
-    abort: &mut CancelWatch,
     fe: &Arc<FrontendRt>,
     be: &Arc<BackendRt>,
 ) -> bool {
+    let mut abort = ctx.shutdown.watch_aborted();
+    let abort = &mut abort;
     let start = Instant::now();
     fe.shared.requests.fetch_add(1, Ordering::Relaxed);
     fe.shared.metrics.requests.increment(1);
@@ -674,13 +765,7 @@ async fn proxy(
 
     // The request as sent: head, then the body bytes already read.
     let mut out = Vec::with_capacity(head.len + 160);
-    write_request_head(
-        &mut out,
-        inbuf,
-        head,
-        fe.cfg.forwarded_headers,
-        &ctx.client_ip,
-    );
+    write_request_head(&mut out, inbuf, head, fe.cfg.forwarded_headers, ctx.client);
     let avail = inbuf.len() - head.len;
     let first_body = usize::try_from(head.content_length).map_or(avail, |n| n.min(avail));
     out.extend_from_slice(&inbuf[head.len..head.len + first_body]);
