@@ -763,7 +763,8 @@ impl Ctx {
         fe.shared.metrics.requests.increment(1);
         // Boxed: hyper keeps and moves the service future; a small one is
         // cheap to move and to keep per idle connection.
-        let resp = Box::pin(self.forward(req, &fe, &be, start)).await;
+        let forward = Box::pin(self.forward(req, &fe, &be, start));
+        let resp = forward.await;
         fe.shared.count_response(resp.status().as_u16());
         fe.shared
             .metrics

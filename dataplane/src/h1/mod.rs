@@ -209,7 +209,10 @@ fn run(mut c: Conn) -> impl Future<Output = ()> + Send {
         if c.fe.cfg.accept_proxy_protocol {
             let limit = c.fe.cfg.timeouts.client_header;
             // Boxed: only connections behind a balancer pay for this state.
-            match Box::pin(crate::tcp::read_proxy_header(&mut c.stream, limit)).await {
+            // (A `let` of its own: a temporary in the awaited expression
+            // would keep the unboxed future's space in this task.)
+            let read = Box::pin(crate::tcp::read_proxy_header(&mut c.stream, limit));
+            match read.await {
                 Ok(Some((src, _))) => c.ctx.client = src,
                 Ok(None) => {}
                 Err(e) => {
@@ -277,13 +280,15 @@ async fn serve(c: &mut Conn) -> bool {
             match parse::parse_request(&c.inbuf) {
                 ReqParse::Complete(h) if h.len <= max_head => break h,
                 ReqParse::Complete(_) => {
-                    Box::pin(refuse_431(&mut c.stream, &fe)).await;
+                    let refuse = Box::pin(refuse_431(&mut c.stream, &fe));
+                    refuse.await;
                     return true;
                 }
                 ReqParse::Unsupported => return false,
                 ReqParse::Partial => {
                     if c.inbuf.len() > max_head {
-                        Box::pin(refuse_431(&mut c.stream, &fe)).await;
+                        let refuse = Box::pin(refuse_431(&mut c.stream, &fe));
+                        refuse.await;
                         return true;
                     }
                     // Boxed: a head in several pieces is the rare case.
@@ -307,15 +312,15 @@ async fn serve(c: &mut Conn) -> bool {
         };
         // Boxed: the per-request state is allocated while a request runs,
         // not kept in every idle connection's task.
-        let keep = Box::pin(exchange(
+        let exchange = Box::pin(exchange(
             &mut c.stream,
             &mut c.inbuf,
             &head,
             &c.ctx,
             &fe,
             &be,
-        ))
-        .await;
+        ));
+        let keep = exchange.await;
         c.watch.last_active = Instant::now();
         if !keep || c.ctx.shutdown.is_stopping() {
             return true;
@@ -730,7 +735,35 @@ async fn exchange(
     let start = Instant::now();
     fe.shared.requests.fetch_add(1, Ordering::Relaxed);
     fe.shared.metrics.requests.increment(1);
-    let (status, keep) = proxy(stream, inbuf, head, ctx, abort, fe, be, start).await;
+    let Some(pool) = fe.client.as_ref() else {
+        let _ = write_simple(stream, 500, "500 frontend is not http\n", true).await;
+        fe.shared.count_response(500);
+        return false;
+    };
+    // Three stages, each boxed on its own so that every allocation of a
+    // request stays under 1 KiB, where the allocator's fast paths are.
+    let send = Box::pin(proxy(stream, inbuf, head, ctx, abort, fe, be, pool, start));
+    let sent = send.await;
+    let (status, keep) = match sent {
+        Sent::Head {
+            resp,
+            up,
+            lease,
+            watch,
+            rbuf,
+        } => {
+            let relay = Box::pin(relay_response(
+                stream, up, rbuf, resp, lease, watch, head, fe, pool, start,
+            ));
+            relay.await
+        }
+        Sent::Error { error, close } => {
+            let (status, msg) = error_status(&error);
+            let ok = write_simple(stream, status, msg, close).await.is_ok();
+            (Some(status), ok && !close)
+        }
+        Sent::ClientGone => (None, false),
+    };
     if let Some(status) = status {
         fe.shared.count_response(status);
     }
@@ -741,23 +774,37 @@ async fn exchange(
     keep
 }
 
-/// The request, its server and its body: returns the status sent to the
-/// client (if a head went out) and whether the client connection stays.
+/// How sending a request ended.
+enum Sent<'a> {
+    /// A response head (at the start of `rbuf`) to relay.
+    Head {
+        resp: RespHead,
+        up: TcpStream,
+        lease: Lease,
+        watch: ReqWatch<'a>,
+        rbuf: Vec<u8>,
+    },
+    /// No response: answer the client with an error, then close it if
+    /// `close`.
+    Error { error: ProxyError, close: bool },
+    /// The client went away.
+    ClientGone,
+}
+
+/// Pick a server and send the request (retrying as configured) until a
+/// response head arrives.
 #[allow(clippy::too_many_arguments)]
-async fn proxy(
+async fn proxy<'a>(
     stream: &mut TcpStream,
     inbuf: &mut Vec<u8>,
     head: &ReqHead,
     ctx: &ConnCtx,
-    abort: &mut CancelWatch,
+    abort: &'a mut CancelWatch,
     fe: &Arc<FrontendRt>,
     be: &Arc<BackendRt>,
+    pool: &UpstreamClient,
     start: Instant,
-) -> (Option<u16>, bool) {
-    let Some(pool) = fe.client.as_ref() else {
-        let _ = write_simple(stream, 500, "500 frontend is not http\n", true).await;
-        return (Some(500), false);
-    };
+) -> Sent<'a> {
     let method = &inbuf[head.method.clone()];
     let head_request = method == b"HEAD";
     let retryable = is_idempotent(method) && head.content_length == 0;
@@ -783,8 +830,8 @@ async fn proxy(
 
     // One timer for the whole wait for a response head (connect, send,
     // retries included), as the hyper path's timeout around the send.
-    let deadline = tokio::time::sleep_until(start + fe.cfg.timeouts.server);
-    tokio::pin!(deadline);
+    let mut deadline_box = Box::pin(tokio::time::sleep_until(start + fe.cfg.timeouts.server));
+    let mut deadline = deadline_box.as_mut();
     let mut tried: Vec<usize> = Vec::new();
     let mut rbuf: Vec<u8> = Vec::new();
     let mut abort = Some(abort);
@@ -820,7 +867,9 @@ async fn proxy(
             let mut up = match conn.take() {
                 Some(c) => c,
                 None => {
-                    let connect = crate::tcp::connect(server.address, pool.connect_timeout());
+                    // Boxed: with pooled connections, connecting is rare.
+                    let connect =
+                        Box::pin(crate::tcp::connect(server.address, pool.connect_timeout()));
                     let r = tokio::select! {
                         r = connect => r,
                         i = poll_fn(|cx| watch.poll_interrupted(&mut deadline, cx)) => break interrupted(i),
@@ -863,7 +912,7 @@ async fn proxy(
         match attempt {
             Attempt::Ready(h, up) => break Ok((h, up, lease, watch)),
             Attempt::Cancelled => break Err(ProxyError::new(ProxyErrorKind::DrainTimeout)),
-            Attempt::ClientGone => return (None, false),
+            Attempt::ClientGone => return Sent::ClientGone,
             Attempt::Fail(e) => {
                 tracing::debug!(backend = %be.cfg.name, server = %server.name, error = %e, "request to server failed");
                 server.record_error(&e);
@@ -886,17 +935,20 @@ async fn proxy(
     };
     drop(out);
 
-    let (resp, up, lease, watch) = match result {
-        Ok(x) => x,
-        Err(e) => {
-            let (status, msg) = error_status(&e);
+    match result {
+        Ok((resp, up, lease, watch)) => Sent::Head {
+            resp,
+            up,
+            lease,
+            watch,
+            rbuf,
+        },
+        Err(error) => Sent::Error {
+            error,
             // An unread request body leaves the connection out of step.
-            let close = head.close || body_left > 0;
-            let ok = write_simple(stream, status, msg, close).await.is_ok();
-            return (Some(status), ok && !close);
-        }
-    };
-    relay_response(stream, up, rbuf, resp, lease, watch, head, fe, pool, start).await
+            close: head.close || body_left > 0,
+        },
+    }
 }
 
 /// Write the request (and the rest of its body from the client) to the
@@ -928,33 +980,12 @@ async fn send_and_read_head(
         Ok(()) => {}
     }
     if *body_left > 0 {
-        // The rest of the request body, read exactly (a pipelined request
-        // behind it stays in the socket).
-        let mut buf = vec![0u8; BODY_CHUNK.min(usize::try_from(*body_left).unwrap_or(BODY_CHUNK))];
-        while *body_left > 0 {
-            let want = buf
-                .len()
-                .min(usize::try_from(*body_left).unwrap_or(buf.len()));
-            let r = tokio::select! {
-                r = tokio::time::timeout(fe.cfg.timeouts.client_idle, client.read(&mut buf[..want])) => r,
-                _ = poll_fn(|cx| watch.poll_cancelled(cx)) => return Attempt::Cancelled,
-            };
-            let n = match r {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Attempt::ClientGone,
-                Ok(Ok(n)) => n,
-            };
-            *body_left -= n as u64;
-            fe.shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-            fe.shared.metrics.bytes_in.increment(n as u64);
-            server.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-            server.metrics.bytes_in.increment(n as u64);
-            let w = tokio::select! {
-                r = up.write_all(&buf[..n]) => r,
-                i = poll_fn(|cx| watch.poll_interrupted(deadline, cx)) => return interrupted(i),
-            };
-            if let Err(e) = w {
-                return reset(e);
-            }
+        // Boxed: most requests have no body, or one that came with the head.
+        let sent = Box::pin(send_rest_of_body(
+            up, client, body_left, watch, deadline, fe, server,
+        ));
+        if let Some(a) = sent.await {
+            return a;
         }
     }
     loop {
@@ -1010,146 +1041,223 @@ async fn send_and_read_head(
 
 /// Send the response head and relay the body; returns the status and
 /// whether the client connection stays open.
-#[allow(clippy::too_many_arguments)]
-async fn relay_response(
-    stream: &mut TcpStream,
+///
+/// Not an `async fn`: the arguments taken by value would be stored twice in
+/// the request's future.
+#[allow(clippy::too_many_arguments, clippy::manual_async_fn)]
+fn relay_response<'a>(
+    stream: &'a mut TcpStream,
     mut up: TcpStream,
-    mut rbuf: Vec<u8>,
+    rbuf: Vec<u8>,
     resp: RespHead,
     lease: Lease,
-    mut watch: ReqWatch<'_>,
-    head: &ReqHead,
-    fe: &Arc<FrontendRt>,
-    pool: &UpstreamClient,
+    mut watch: ReqWatch<'a>,
+    head: &'a ReqHead,
+    fe: &'a Arc<FrontendRt>,
+    pool: &'a UpstreamClient,
     start: Instant,
-) -> (Option<u16>, bool) {
-    let server = Arc::clone(&lease.server);
-    let status = resp.status;
-    server.metrics.responses[crate::metrics::class_index(status)].increment(1);
-    if (500..600).contains(&status) {
-        server.passive(PassiveEvent::ServerError);
-    } else {
-        server.passive(PassiveEvent::Success);
-    }
-    let close_client = head.close || resp.framing == Framing::Close;
-    let mut out = Vec::with_capacity(resp.len + 64 + rbuf.len().saturating_sub(resp.len));
-    write_response_head(&mut out, &rbuf, &resp, close_client);
-
-    // Body bytes that came with the head.
-    let extra = &rbuf[resp.len..];
-    let mut scanner = ChunkScanner::default();
-    let (take, mut done, mut left) = match resp.framing {
-        Framing::None => (0, true, 0u64),
-        Framing::Length(n) => {
-            let t = usize::try_from(n).map_or(extra.len(), |n| n.min(extra.len()));
-            (t, t as u64 == n, n - t as u64)
+) -> impl Future<Output = (Option<u16>, bool)> + Send + 'a {
+    async move {
+        let server = Arc::clone(&lease.server);
+        let status = resp.status;
+        server.metrics.responses[crate::metrics::class_index(status)].increment(1);
+        if (500..600).contains(&status) {
+            server.passive(PassiveEvent::ServerError);
+        } else {
+            server.passive(PassiveEvent::Success);
         }
-        Framing::Chunked => match scanner.feed(extra) {
-            Scan::End(k) => (k, true, 0),
-            Scan::More => (extra.len(), false, 0),
-            Scan::Invalid => {
-                let e = ProxyError::new(ProxyErrorKind::ServerProtocol("bad chunked body".into()));
-                server.record_error(&e);
-                let (st, msg) = error_status(&e);
-                let _ = write_simple(stream, st, msg, true).await;
-                return (Some(st), false);
+        let close_client = head.close || resp.framing == Framing::Close;
+        let mut out = Vec::with_capacity(resp.len + 64 + rbuf.len().saturating_sub(resp.len));
+        write_response_head(&mut out, &rbuf, &resp, close_client);
+
+        // Body bytes that came with the head.
+        let extra = &rbuf[resp.len..];
+        let mut scanner = ChunkScanner::default();
+        let (take, done, left) = match resp.framing {
+            Framing::None => (0, true, 0u64),
+            Framing::Length(n) => {
+                let t = usize::try_from(n).map_or(extra.len(), |n| n.min(extra.len()));
+                (t, t as u64 == n, n - t as u64)
             }
-        },
-        Framing::Close => (extra.len(), false, 0),
-    };
-    // Bytes after the response: the server is out of step.
-    let mut reusable = resp.keep_alive && extra.len() == take;
-    out.extend_from_slice(&extra[..take]);
-    count_out(fe, &server, take);
+            Framing::Chunked => match scanner.feed(extra) {
+                Scan::End(k) => (k, true, 0),
+                Scan::More => (extra.len(), false, 0),
+                Scan::Invalid => {
+                    let e =
+                        ProxyError::new(ProxyErrorKind::ServerProtocol("bad chunked body".into()));
+                    server.record_error(&e);
+                    let (st, msg) = error_status(&e);
+                    let _ = write_simple(stream, st, msg, true).await;
+                    return (Some(st), false);
+                }
+            },
+            Framing::Close => (extra.len(), false, 0),
+        };
+        // Bytes after the response: the server is out of step.
+        let mut reusable = resp.keep_alive && extra.len() == take;
+        out.extend_from_slice(&extra[..take]);
+        count_out(fe, &server, take);
+        drop(rbuf);
 
-    let w = tokio::select! {
-        r = stream.write_all(&out) => r,
-        _ = poll_fn(|cx| watch.poll_cancelled(cx)) => return (Some(status), false),
-    };
-    if w.is_err() {
-        return (Some(status), false);
+        let w = tokio::select! {
+            biased;
+            r = stream.write_all(&out) => r,
+            _ = poll_fn(|cx| watch.poll_cancelled(cx)) => return (Some(status), false),
+        };
+        if w.is_err() {
+            return (Some(status), false);
+        }
+        drop(out);
+
+        if !done {
+            // Boxed: most responses came whole with their head.
+            let rest = Box::pin(relay_rest(
+                stream,
+                &mut up,
+                &mut watch,
+                resp.framing,
+                left,
+                scanner,
+                &server,
+                fe,
+            ));
+            match rest.await {
+                Ok(r) => reusable &= r,
+                Err(()) => return (Some(status), false),
+            }
+        }
+        drop(watch);
+        drop(lease);
+        if reusable {
+            pool.raw_checkin(server.address, up, start);
+        }
+        (Some(status), !close_client)
     }
-    drop(out);
+}
 
+/// Relay the rest of a body that did not come with its head: `Ok(reusable)`
+/// when it ended (whether the server connection can serve another
+/// request), `Err` when the exchange was cut (counted against the server
+/// when it was the server's doing).
+#[allow(clippy::too_many_arguments)]
+async fn relay_rest(
+    stream: &mut TcpStream,
+    up: &mut TcpStream,
+    watch: &mut ReqWatch<'_>,
+    framing: Framing,
+    mut left: u64,
+    mut scanner: ChunkScanner,
+    server: &Arc<crate::runtime::ServerShared>,
+    fe: &FrontendRt,
+) -> Result<bool, ()> {
     let idle = fe.cfg.timeouts.server;
-    if !done {
-        let mut buf = std::mem::take(&mut rbuf);
-        buf.clear();
-        buf.resize(BODY_CHUNK, 0);
-        while !done {
-            let want = match resp.framing {
-                Framing::Length(_) => buf.len().min(usize::try_from(left).unwrap_or(buf.len())),
-                _ => buf.len(),
-            };
-            let r = tokio::select! {
-                r = tokio::time::timeout(idle, up.read(&mut buf[..want])) => r,
-                _ = poll_fn(|cx| watch.poll_cancelled(cx)) => {
-                    server.record_error(&ProxyError::new(ProxyErrorKind::DrainTimeout));
-                    return (Some(status), false);
-                }
-            };
-            let n = match r {
-                Err(_) => {
-                    server.record_error(&ProxyError::new(ProxyErrorKind::ServerTimeout));
-                    return (Some(status), false);
-                }
-                Ok(Err(e)) => {
-                    server
-                        .record_error(&ProxyError::new(ProxyErrorKind::ServerReset(e.to_string())));
-                    return (Some(status), false);
-                }
-                Ok(Ok(0)) => {
-                    if resp.framing == Framing::Close {
-                        reusable = false;
-                        break;
-                    }
-                    server.record_error(&ProxyError::new(ProxyErrorKind::ServerReset(
-                        "closed in the response body".into(),
-                    )));
-                    return (Some(status), false);
-                }
-                Ok(Ok(n)) => n,
-            };
-            let send = match resp.framing {
-                Framing::Length(_) => {
-                    left -= n as u64;
-                    done = left == 0;
-                    n
-                }
-                Framing::Chunked => match scanner.feed(&buf[..n]) {
-                    Scan::End(k) => {
-                        done = true;
-                        if k != n {
-                            reusable = false;
-                        }
-                        k
-                    }
-                    Scan::More => n,
-                    Scan::Invalid => {
-                        server.record_error(&ProxyError::new(ProxyErrorKind::ServerProtocol(
-                            "bad chunked body".into(),
-                        )));
-                        return (Some(status), false);
-                    }
-                },
-                _ => n,
-            };
-            count_out(fe, &server, send);
-            let w = tokio::select! {
-                r = stream.write_all(&buf[..send]) => r,
-                _ = poll_fn(|cx| watch.poll_cancelled(cx)) => return (Some(status), false),
-            };
-            if w.is_err() {
-                return (Some(status), false);
+    let mut buf = vec![0u8; BODY_CHUNK];
+    loop {
+        let want = match framing {
+            Framing::Length(_) => buf.len().min(usize::try_from(left).unwrap_or(buf.len())),
+            _ => buf.len(),
+        };
+        let r = tokio::select! {
+            biased;
+            r = tokio::time::timeout(idle, up.read(&mut buf[..want])) => r,
+            _ = poll_fn(|cx| watch.poll_cancelled(cx)) => {
+                server.record_error(&ProxyError::new(ProxyErrorKind::DrainTimeout));
+                return Err(());
             }
+        };
+        let n = match r {
+            Err(_) => {
+                server.record_error(&ProxyError::new(ProxyErrorKind::ServerTimeout));
+                return Err(());
+            }
+            Ok(Err(e)) => {
+                server.record_error(&ProxyError::new(ProxyErrorKind::ServerReset(e.to_string())));
+                return Err(());
+            }
+            Ok(Ok(0)) => {
+                if framing == Framing::Close {
+                    return Ok(false);
+                }
+                server.record_error(&ProxyError::new(ProxyErrorKind::ServerReset(
+                    "closed in the response body".into(),
+                )));
+                return Err(());
+            }
+            Ok(Ok(n)) => n,
+        };
+        let (send, end, reusable) = match framing {
+            Framing::Length(_) => {
+                left -= n as u64;
+                (n, left == 0, true)
+            }
+            Framing::Chunked => match scanner.feed(&buf[..n]) {
+                Scan::End(k) => (k, true, k == n),
+                Scan::More => (n, false, true),
+                Scan::Invalid => {
+                    server.record_error(&ProxyError::new(ProxyErrorKind::ServerProtocol(
+                        "bad chunked body".into(),
+                    )));
+                    return Err(());
+                }
+            },
+            _ => (n, false, false),
+        };
+        count_out(fe, server, send);
+        let w = tokio::select! {
+            biased;
+            r = stream.write_all(&buf[..send]) => r,
+            _ = poll_fn(|cx| watch.poll_cancelled(cx)) => return Err(()),
+        };
+        if w.is_err() {
+            return Err(());
+        }
+        if end {
+            return Ok(reusable);
         }
     }
-    drop(watch);
-    drop(lease);
-    if reusable {
-        pool.raw_checkin(server.address, up, start);
+}
+
+/// Relay the rest of a request body from the client to the server, read
+/// exactly (a pipelined request behind it stays in the socket). `Some` if
+/// it could not be sent.
+async fn send_rest_of_body(
+    up: &mut TcpStream,
+    client: &mut TcpStream,
+    body_left: &mut u64,
+    watch: &mut ReqWatch<'_>,
+    deadline: &mut Pin<&mut Sleep>,
+    fe: &FrontendRt,
+    server: &crate::runtime::ServerShared,
+) -> Option<Attempt> {
+    let mut buf = vec![0u8; BODY_CHUNK.min(usize::try_from(*body_left).unwrap_or(BODY_CHUNK))];
+    while *body_left > 0 {
+        let want = buf
+            .len()
+            .min(usize::try_from(*body_left).unwrap_or(buf.len()));
+        let r = tokio::select! {
+            r = tokio::time::timeout(fe.cfg.timeouts.client_idle, client.read(&mut buf[..want])) => r,
+            _ = poll_fn(|cx| watch.poll_cancelled(cx)) => return Some(Attempt::Cancelled),
+        };
+        let n = match r {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Some(Attempt::ClientGone),
+            Ok(Ok(n)) => n,
+        };
+        *body_left -= n as u64;
+        fe.shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        fe.shared.metrics.bytes_in.increment(n as u64);
+        server.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        server.metrics.bytes_in.increment(n as u64);
+        let w = tokio::select! {
+            r = up.write_all(&buf[..n]) => r,
+            i = poll_fn(|cx| watch.poll_interrupted(deadline, cx)) => return Some(interrupted(i)),
+        };
+        if let Err(e) = w {
+            return Some(Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerReset(
+                e.to_string(),
+            ))));
+        }
     }
-    (Some(status), !close_client)
+    None
 }
 
 fn count_out(fe: &FrontendRt, server: &crate::runtime::ServerShared, n: usize) {
