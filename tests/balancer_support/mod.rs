@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::convert::Infallible;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,12 +41,19 @@ pub struct Hits {
     pub slow_started: AtomicU64,
     /// `/slow/<ms>` requests answered.
     pub slow_done: AtomicU64,
+    /// TCP connections accepted.
+    pub connections: AtomicU64,
 }
 
 /// An HTTP/1.1 server inside a namespace, answering every request with its
 /// own name. `GET /healthz` is the health check, `GET /slow/<ms>` answers
 /// after `<ms>` milliseconds. Each response carries `x-server: <name>` and
 /// echoes the `X-Forwarded-For` it received as `x-seen-xff`.
+///
+/// For framing checks: `/big/<n>` answers `n` bytes of [`pattern`] with a
+/// `Content-Length`, `/chunked/<n>` the same bytes in chunked coding (length
+/// unknown up front), `/echo` returns the request body, `/nobody` is a 204,
+/// `/headers` lists the request's header names, one per line.
 ///
 /// It runs on its own runtime thread, so [`HttpBackend::kill`] closes its
 /// listener and every connection at once, like a crashed process.
@@ -68,8 +75,10 @@ impl HttpBackend {
         rt.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 };
+                h.connections.fetch_add(1, Ordering::SeqCst);
                 let (n, h) = (Arc::clone(&n), Arc::clone(&h));
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
@@ -101,7 +110,95 @@ impl HttpBackend {
     }
 }
 
-async fn answer(req: Request<Incoming>, name: &str, hits: &Hits) -> Response<Full<Bytes>> {
+/// Test body bytes: position modulo 251 (a prime, so chunk boundaries
+/// never line up with the pattern).
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+type TestBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// A body of `left` pattern bytes in 7,000-byte frames with no length
+/// announced, so hyper sends it chunked.
+struct Chunks {
+    data: Bytes,
+    at: usize,
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        if self.at >= self.data.len() {
+            return std::task::Poll::Ready(None);
+        }
+        let end = (self.at + 7000).min(self.data.len());
+        let frame = self.data.slice(self.at..end);
+        self.at = end;
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(frame))))
+    }
+}
+
+async fn answer(req: Request<Incoming>, name: &str, hits: &Hits) -> Response<TestBody> {
+    use http_body_util::BodyExt;
+    let path = req.uri().path().to_string();
+    let sized = |n: &str| n.parse::<usize>().unwrap_or(0).min(64 << 20);
+    if let Some(n) = path.strip_prefix("/big/") {
+        hits.requests.fetch_add(1, Ordering::SeqCst);
+        let body = Full::new(Bytes::from(pattern(sized(n)))).boxed();
+        return with_name(Response::new(body), name);
+    }
+    if let Some(n) = path.strip_prefix("/chunked/") {
+        hits.requests.fetch_add(1, Ordering::SeqCst);
+        let body = Chunks {
+            data: Bytes::from(pattern(sized(n))),
+            at: 0,
+        }
+        .boxed();
+        return with_name(Response::new(body), name);
+    }
+    if path == "/echo" {
+        hits.requests.fetch_add(1, Ordering::SeqCst);
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return with_name(Response::new(Full::new(body).boxed()), name);
+    }
+    if path == "/nobody" {
+        hits.requests.fetch_add(1, Ordering::SeqCst);
+        let mut r = Response::new(Full::new(Bytes::new()).boxed());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        return with_name(r, name);
+    }
+    if path == "/headers" {
+        hits.requests.fetch_add(1, Ordering::SeqCst);
+        let names: String = req
+            .headers()
+            .keys()
+            .map(|k| format!("{}\n", k.as_str()))
+            .collect();
+        return with_name(Response::new(Full::new(Bytes::from(names)).boxed()), name);
+    }
+    let resp = answer_text(req, name, hits).await;
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(parts, body.boxed())
+}
+
+fn with_name(mut r: Response<TestBody>, name: &str) -> Response<TestBody> {
+    if let Ok(v) = hyper::header::HeaderValue::from_str(name) {
+        r.headers_mut().insert("x-server", v);
+    }
+    r
+}
+
+async fn answer_text(req: Request<Incoming>, name: &str, hits: &Hits) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     if path == "/healthz" {
         hits.checks.fetch_add(1, Ordering::SeqCst);
@@ -311,6 +408,36 @@ impl Conn {
         )?;
         self.writer.flush()?;
         read_response(&mut self.reader, method == "HEAD")
+    }
+
+    /// Write raw bytes (e.g. several pipelined requests).
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.writer.write_all(bytes)?;
+        self.writer.flush()
+    }
+
+    /// Read one response; `head_only` for the answer to a HEAD.
+    pub fn response(&mut self, head_only: bool) -> io::Result<Resp> {
+        read_response(&mut self.reader, head_only)
+    }
+
+    /// `POST path` with `body`, keeping the connection open.
+    pub fn post(&mut self, path: &str, body: &[u8]) -> io::Result<Resp> {
+        write!(
+            self.writer,
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )?;
+        self.writer.write_all(body)?;
+        self.writer.flush()?;
+        read_response(&mut self.reader, false)
+    }
+
+    /// Read until the server closes; the bytes that came.
+    pub fn read_to_close(&mut self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.reader.read_to_end(&mut out)?;
+        Ok(out)
     }
 
     /// The local address (tells connections apart).
