@@ -413,6 +413,7 @@ async fn fill_head(
         buf.reserve(READ_CHUNK);
     }
     tokio::select! {
+        biased;
         r = stream.read_buf(buf) => match r {
             Ok(0) | Err(_) => Fill::End,
             Ok(_) => Fill::Data,
@@ -871,6 +872,7 @@ async fn proxy<'a>(
                     let connect =
                         Box::pin(crate::tcp::connect(server.address, pool.connect_timeout()));
                     let r = tokio::select! {
+                        biased;
                         r = connect => r,
                         i = poll_fn(|cx| watch.poll_interrupted(&mut deadline, cx)) => break interrupted(i),
                     };
@@ -970,6 +972,7 @@ async fn send_and_read_head(
     let reset =
         |e: io::Error| Attempt::Fail(ProxyError::new(ProxyErrorKind::ServerReset(e.to_string())));
     let w = tokio::select! {
+        biased;
         r = up.write_all(out) => r,
         i = poll_fn(|cx| watch.poll_interrupted(deadline, cx)) => return interrupted(i),
     };
@@ -993,6 +996,7 @@ async fn send_and_read_head(
             rbuf.reserve(READ_CHUNK);
         }
         let r = tokio::select! {
+            biased;
             r = up.read_buf(rbuf) => r,
             i = poll_fn(|cx| watch.poll_interrupted(deadline, cx)) => return interrupted(i),
         };
@@ -1235,6 +1239,7 @@ async fn send_rest_of_body(
             .len()
             .min(usize::try_from(*body_left).unwrap_or(buf.len()));
         let r = tokio::select! {
+            biased;
             r = tokio::time::timeout(fe.cfg.timeouts.client_idle, client.read(&mut buf[..want])) => r,
             _ = poll_fn(|cx| watch.poll_cancelled(cx)) => return Some(Attempt::Cancelled),
         };
@@ -1248,6 +1253,7 @@ async fn send_rest_of_body(
         server.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         server.metrics.bytes_in.increment(n as u64);
         let w = tokio::select! {
+            biased;
             r = up.write_all(&buf[..n]) => r,
             i = poll_fn(|cx| watch.poll_interrupted(deadline, cx)) => return Some(interrupted(i)),
         };
