@@ -73,12 +73,27 @@ static __always_inline void halb_set_eth(struct ethhdr *eth, const __u8 *dmac,
 }
 
 /* Prepend an outer IPv4 header. Returns 0 or -1 (packet untouched on -1
- * only if the head adjustment itself failed). */
+ * only if the head adjustment itself failed). The header checksum is
+ * summed from the values written rather than read back from the packet. */
 static __always_inline int halb_encap_v4(struct xdp_md *ctx,
 					 const struct halb_packet *pkt,
 					 const struct halb_backend *be,
-					 					 const struct halb_config *cfg, __u64 hash)
+					 const struct halb_config *cfg, __u64 hash)
 {
+	__u32 saddr = cfg->encap_src_v4 | bpf_htonl((__u32)(hash & 0xffff));
+	__u32 daddr;
+	__builtin_memcpy(&daddr, be->addr, 4);
+	__u8 inner = pkt->key.family == HALB_FAMILY_V4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+	/* The first, second, fourth and fifth 16-bit words of the header as
+	 * they lie in memory: version/IHL and TOS, total length, flags and
+	 * fragment offset, TTL and protocol. The identification is zero. */
+	__u16 w_ver_tos = bpf_htons((__u16)(0x4500 | pkt->tos));
+	__u16 w_len = bpf_htons((__u16)(pkt->l3_len + sizeof(struct iphdr)));
+	__u16 w_frag = bpf_htons(HALB_IP_DF);
+	__u16 w_ttl_proto = bpf_htons((__u16)((HALB_ENCAP_TTL << 8) | inner));
+	__u64 sum = (__u64)w_ver_tos + w_len + w_frag + w_ttl_proto + (saddr & 0xffff) +
+		    (saddr >> 16) + (daddr & 0xffff) + (daddr >> 16);
+
 	if (bpf_xdp_adjust_head(ctx, 0 - (int)sizeof(struct iphdr)))
 		return -1;
 	void *data = (void *)(long)ctx->data;
@@ -88,18 +103,15 @@ static __always_inline int halb_encap_v4(struct xdp_md *ctx,
 	if ((void *)(ip + 1) > data_end)
 		return -1;
 	halb_set_eth(eth, be->dmac, be->smac, ETH_P_IP);
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->tos = pkt->tos;
-	ip->tot_len = bpf_htons(pkt->l3_len + sizeof(struct iphdr));
-	ip->id = 0;
-	ip->frag_off = bpf_htons(HALB_IP_DF);
-	ip->ttl = HALB_ENCAP_TTL;
-	ip->protocol = pkt->family == HALB_FAMILY_V4 ? IPPROTO_IPIP : IPPROTO_IPV6;
-	ip->check = 0;
-	ip->saddr = cfg->encap_src_v4 | bpf_htonl((__u32)(hash & 0xffff));
-	__builtin_memcpy(&ip->daddr, be->addr, 4);
-	ip->check = halb_ipv4_csum(ip);
+	__u16 *w = (__u16 *)ip;
+	w[0] = w_ver_tos;
+	w[1] = w_len;
+	w[2] = 0;
+	w[3] = w_frag;
+	w[4] = w_ttl_proto;
+	ip->check = halb_csum_fold(sum);
+	ip->saddr = saddr;
+	ip->daddr = daddr;
 	return 0;
 }
 
@@ -107,7 +119,7 @@ static __always_inline int halb_encap_v4(struct xdp_md *ctx,
 static __always_inline int halb_encap_v6(struct xdp_md *ctx,
 					 const struct halb_packet *pkt,
 					 const struct halb_backend *be,
-					 					 const struct halb_config *cfg, __u64 hash)
+					 const struct halb_config *cfg, __u64 hash)
 {
 	if (bpf_xdp_adjust_head(ctx, 0 - (int)sizeof(struct ipv6hdr)))
 		return -1;
@@ -125,7 +137,7 @@ static __always_inline int halb_encap_v6(struct xdp_md *ctx,
 	ip6->flow_lbl[1] = (label >> 8) & 0xff;
 	ip6->flow_lbl[2] = label & 0xff;
 	ip6->payload_len = bpf_htons(pkt->l3_len);
-	ip6->nexthdr = pkt->family == HALB_FAMILY_V4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+	ip6->nexthdr = pkt->key.family == HALB_FAMILY_V4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 	ip6->hop_limit = HALB_ENCAP_TTL;
 	__builtin_memcpy(&ip6->saddr, cfg->encap_src_v6, 8);
 	__u32 hi = bpf_htonl((__u32)(hash >> 32));

@@ -50,22 +50,25 @@ static __always_inline int halb_is_v4_mapped(const __u32 *a)
 	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0x0000ffff);
 }
 
-static __always_inline __u64 halb_flow_hash(const struct halb_packet *pkt,
+/* The flow hash of the client in `key` (only its source address and, with
+ * `with_port`, its source port are hashed). */
+static __always_inline __u64 halb_flow_hash(const struct halb_flow_key *key,
 					    int with_port)
 {
+	const __u32 *src = (const __u32 *)key->src;
 	__u64 h = HALB_FNV_OFFSET_BASIS ^ HALB_SEED_FLOW;
-	if (pkt->family == HALB_FAMILY_V4) {
-		h = halb_fnv_word(h, pkt->src[0]);
-	} else if (halb_is_v4_mapped(pkt->src)) {
-		h = halb_fnv_word(h, pkt->src[3]);
+	if (key->family == HALB_FAMILY_V4) {
+		h = halb_fnv_word(h, src[0]);
+	} else if (halb_is_v4_mapped(src)) {
+		h = halb_fnv_word(h, src[3]);
 	} else {
-		h = halb_fnv_word(h, pkt->src[0]);
-		h = halb_fnv_word(h, pkt->src[1]);
-		h = halb_fnv_word(h, pkt->src[2]);
-		h = halb_fnv_word(h, pkt->src[3]);
+		h = halb_fnv_word(h, src[0]);
+		h = halb_fnv_word(h, src[1]);
+		h = halb_fnv_word(h, src[2]);
+		h = halb_fnv_word(h, src[3]);
 	}
 	if (with_port) {
-		const __u8 *p = (const __u8 *)&pkt->sport;
+		const __u8 *p = (const __u8 *)&key->sport;
 		h ^= p[0];
 		h *= HALB_FNV_PRIME;
 		h ^= p[1];

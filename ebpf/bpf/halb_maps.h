@@ -44,9 +44,13 @@ struct {
 	__type(value, struct halb_backend);
 } halb_backends SEC(".maps");
 
+/* Flow table. BPF_F_NO_COMMON_LRU: every CPU keeps its own LRU and free
+ * lists (an equal share of max_entries), so pinning new flows on one CPU
+ * takes no lock shared with the others; lookups see every CPU's flows. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, HALB_DEFAULT_FLOWS);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct halb_flow_key);
 	__type(value, struct halb_flow);
 } halb_flows SEC(".maps");

@@ -18,24 +18,21 @@
 #include <bpf/bpf_helpers.h>
 
 #include "halb_consts.h"
+#include "halb_structs.h"
 
 #define HALB_IP_MF 0x2000
 #define HALB_IP_OFFSET 0x1fff
 #define HALB_IP_DF 0x4000
 
-/* The parsed headers of one frame. Addresses are in network order; an
- * IPv4 address occupies word 0 and words 1..3 are zero. */
+/* The parsed headers of one frame. The 5-tuple is parsed straight into
+ * the flow-table key (whose prefix is the VIP key). Addresses and ports are
+ * in network order; an IPv4 address occupies bytes 0..4 of its field and
+ * the rest stays zero, so the caller must zero-initialise the struct. */
 struct halb_packet {
-	__u32 src[4];
-	__u32 dst[4];
-	__u16 sport;   /* network order */
-	__u16 dport;   /* network order */
+	struct halb_flow_key key;
 	__u16 l3_len;  /* IP total length (header + payload), host order */
-	__u8 family;   /* HALB_FAMILY_V4 / HALB_FAMILY_V6 */
-	__u8 proto;    /* IPPROTO_TCP / IPPROTO_UDP */
 	__u8 tos;      /* IPv4 TOS or IPv6 traffic class */
 	__u8 tcp_flags;
-	__u16 reserved;
 };
 
 enum halb_parse_result {
@@ -55,12 +52,12 @@ enum halb_parse_result {
 static __always_inline int halb_parse_l4(void *l4, void *data_end,
 					 struct halb_packet *pkt)
 {
-	if (pkt->proto == IPPROTO_TCP) {
+	if (pkt->key.proto == IPPROTO_TCP) {
 		struct tcphdr *tcp = l4;
 		if ((void *)(tcp + 1) > data_end)
 			return HALB_PARSE_MALFORMED;
-		pkt->sport = tcp->source;
-		pkt->dport = tcp->dest;
+		pkt->key.sport = tcp->source;
+		pkt->key.dport = tcp->dest;
 		/* Byte 13 of the TCP header holds the flags. */
 		pkt->tcp_flags = ((__u8 *)tcp)[13];
 		return HALB_PARSE_OK;
@@ -68,8 +65,8 @@ static __always_inline int halb_parse_l4(void *l4, void *data_end,
 	struct udphdr *udp = l4;
 	if ((void *)(udp + 1) > data_end)
 		return HALB_PARSE_MALFORMED;
-	pkt->sport = udp->source;
-	pkt->dport = udp->dest;
+	pkt->key.sport = udp->source;
+	pkt->key.dport = udp->dest;
 	return HALB_PARSE_OK;
 }
 
@@ -91,12 +88,12 @@ static __always_inline int halb_parse_v4(void *data, void *data_end,
 	if (len < sizeof(struct iphdr) ||
 	    (void *)ip + len > data_end)
 		return HALB_PARSE_MALFORMED;
-	pkt->family = HALB_FAMILY_V4;
-	pkt->proto = ip->protocol;
+	pkt->key.family = HALB_FAMILY_V4;
+	pkt->key.proto = ip->protocol;
 	pkt->tos = ip->tos;
 	pkt->l3_len = len;
-	pkt->src[0] = ip->saddr;
-	pkt->dst[0] = ip->daddr;
+	*(__u32 *)pkt->key.src = ip->saddr;
+	*(__u32 *)pkt->key.dst = ip->daddr;
 	return halb_parse_l4(ip + 1, data_end, pkt);
 }
 
@@ -128,12 +125,12 @@ static __always_inline int halb_parse_v6(void *data, void *data_end,
 	__u32 len = (__u32)bpf_ntohs(ip6->payload_len) + sizeof(struct ipv6hdr);
 	if ((void *)ip6 + len > data_end || len > 0xffff)
 		return HALB_PARSE_MALFORMED;
-	pkt->family = HALB_FAMILY_V6;
-	pkt->proto = ip6->nexthdr;
+	pkt->key.family = HALB_FAMILY_V6;
+	pkt->key.proto = ip6->nexthdr;
 	pkt->tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
 	pkt->l3_len = (__u16)len;
-	__builtin_memcpy(pkt->src, &ip6->saddr, 16);
-	__builtin_memcpy(pkt->dst, &ip6->daddr, 16);
+	__builtin_memcpy(pkt->key.src, &ip6->saddr, 16);
+	__builtin_memcpy(pkt->key.dst, &ip6->daddr, 16);
 	return halb_parse_l4(ip6 + 1, data_end, pkt);
 }
 

@@ -41,21 +41,40 @@ struct halb_backend {
 	__u16 reserved;
 };
 
-/* halb_flows key: the 5-tuple of a client flow. */
+/* halb_flows key: the 5-tuple of a client flow. Its first 20 bytes are a
+ * struct halb_vip_key (VIP address, port, protocol, family): the program
+ * parses a frame into this key once and looks the VIP up with its prefix
+ * (the _Static_asserts below pin that). */
 struct halb_flow_key {
-	__u8 src[16];
-	__u8 dst[16];
-	__u16 sport;  /* network order */
-	__u16 dport;  /* network order */
+	__u8 dst[16];   /* VIP */
+	__u16 dport;    /* network order */
 	__u8 proto;
 	__u8 family;
+	__u8 src[16];   /* client */
+	__u16 sport;    /* network order */
 	__u16 reserved;
 };
 
-/* halb_flows value: the backend a flow is pinned to. */
+_Static_assert(__builtin_offsetof(struct halb_flow_key, dst) ==
+		       __builtin_offsetof(struct halb_vip_key, addr) &&
+	       __builtin_offsetof(struct halb_flow_key, dport) ==
+		       __builtin_offsetof(struct halb_vip_key, port) &&
+	       __builtin_offsetof(struct halb_flow_key, proto) ==
+		       __builtin_offsetof(struct halb_vip_key, proto) &&
+	       __builtin_offsetof(struct halb_flow_key, family) ==
+		       __builtin_offsetof(struct halb_vip_key, family) &&
+	       sizeof(struct halb_vip_key) == 20,
+	       "struct halb_vip_key must be a prefix of struct halb_flow_key");
+
+/* halb_flows value: the backend a flow is pinned to, and the flow hash
+ * computed when it was pinned, so established flows do not hash again
+ * (the hash also gives the outer source of encapsulated packets). */
 struct halb_flow {
 	__u32 backend;
 	__u32 generation;  /* halb_backend.generation when the flow was pinned */
+	__u64 hash;        /* halb_flow_hash() of the client */
+	__u32 hash_flags;  /* HALB_VIP_HASH_PORT if `hash` covers the source port */
+	__u32 reserved;
 };
 
 /* halb_config value (single entry). */

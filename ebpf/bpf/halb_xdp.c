@@ -9,12 +9,13 @@
  *     stack untouched (XDP_PASS), counted by reason.
  *  2. Look up (destination address, port, protocol) in halb_vips; no match
  *     = XDP_PASS untouched.
- *  3. Look up the 5-tuple in the LRU flow table. A hit on a backend that is
- *     still active and of the same generation keeps its backend (drained
- *     servers are active but absent from the Maglev table, so they keep
- *     their flows and get no new ones). A miss hashes the client
- *     (halb_hash.h), takes Maglev slot hash % M of the VIP's current table
- *     and pins the flow.
+ *  3. Look up the 5-tuple in the LRU flow table (per-CPU LRU lists). A hit
+ *     on a backend that is still active and of the same generation keeps
+ *     its backend and the hash stored with the flow (drained servers are
+ *     active but absent from the Maglev table, so they keep their flows
+ *     and get no new ones). A miss hashes the client (halb_hash.h), takes
+ *     Maglev slot hash % M of the VIP's current table and pins the flow
+ *     with its hash.
  *  4. Forward to the backend's next hop, which user space resolved
  *     (route + neighbour) and stored with the backend: encapsulate (IPIP
  *     family) or rewrite the destination MAC (l2-dsr), then XDP_TX when
@@ -78,12 +79,8 @@ int halb_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	struct halb_vip_key vk = {};
-	__builtin_memcpy(vk.addr, pkt.dst, 16);
-	vk.port = pkt.dport;
-	vk.proto = pkt.proto;
-	vk.family = pkt.family;
-	struct halb_vip_meta *vip = bpf_map_lookup_elem(&halb_vips, &vk);
+	/* The flow key starts with the VIP key: one parse, two lookups. */
+	struct halb_vip_meta *vip = bpf_map_lookup_elem(&halb_vips, &pkt.key);
 	if (!vip) {
 		gs->pass_not_vip++;
 		return XDP_PASS;
@@ -97,29 +94,27 @@ int halb_xdp(struct xdp_md *ctx)
 	vs->packets++;
 	vs->bytes += frame_len;
 
-	__u64 hash = halb_flow_hash(&pkt, vip_flags & HALB_VIP_HASH_PORT);
-
-	struct halb_flow_key fk = {};
-	__builtin_memcpy(fk.src, pkt.src, 16);
-	__builtin_memcpy(fk.dst, pkt.dst, 16);
-	fk.sport = pkt.sport;
-	fk.dport = pkt.dport;
-	fk.proto = pkt.proto;
-	fk.family = pkt.family;
-
+	/* Established flows reuse the hash computed when they were pinned
+	 * (unless the VIP's hash key changed since); only new flows hash. */
+	__u32 hash_flags = vip_flags & HALB_VIP_HASH_PORT;
+	__u64 hash = 0;
 	__u32 bidx = 0;
 	struct halb_backend *be = 0;
 	int hit = 0;
-	struct halb_flow *flow = bpf_map_lookup_elem(&halb_flows, &fk);
+	struct halb_flow *flow = bpf_map_lookup_elem(&halb_flows, &pkt.key);
 	if (flow) {
 		bidx = flow->backend;
 		__u32 generation = flow->generation;
 		be = bpf_map_lookup_elem(&halb_backends, &bidx);
-		if (be && (be->flags & HALB_BACKEND_ACTIVE) && be->generation == generation)
+		if (be && (be->flags & HALB_BACKEND_ACTIVE) && be->generation == generation) {
 			hit = 1;
+			hash = flow->hash_flags == hash_flags ? flow->hash
+							      : halb_flow_hash(&pkt.key, hash_flags);
+		}
 	}
 	if (!hit) {
 		vs->lru_misses++;
+		hash = halb_flow_hash(&pkt.key, hash_flags);
 		void *table = bpf_map_lookup_elem(&halb_maglev, &vip_index);
 		if (!table)
 			goto no_backend;
@@ -134,8 +129,13 @@ int halb_xdp(struct xdp_md *ctx)
 		be = bpf_map_lookup_elem(&halb_backends, &bidx);
 		if (!be || !(be->flags & HALB_BACKEND_ACTIVE))
 			goto no_backend;
-		struct halb_flow nf = { .backend = bidx, .generation = be->generation };
-		bpf_map_update_elem(&halb_flows, &fk, &nf, BPF_ANY);
+		struct halb_flow nf = {
+			.backend = bidx,
+			.generation = be->generation,
+			.hash = hash,
+			.hash_flags = hash_flags,
+		};
+		bpf_map_update_elem(&halb_flows, &pkt.key, &nf, BPF_ANY);
 	}
 	if (!be)
 		goto no_backend;
@@ -146,7 +146,7 @@ int halb_xdp(struct xdp_md *ctx)
 		bs->bytes += frame_len;
 	}
 	if (!hit) {
-		int is_new = pkt.proto == IPPROTO_UDP ||
+		int is_new = pkt.key.proto == IPPROTO_UDP ||
 			     (pkt.tcp_flags & (HALB_TCP_SYN | HALB_TCP_ACK)) == HALB_TCP_SYN;
 		if (is_new)
 			vs->new_flows++;
@@ -157,33 +157,32 @@ int halb_xdp(struct xdp_md *ctx)
 		}
 	}
 
-	/* Copy the backend: user space may rewrite the map entry at any time
-	 * and the verifier prefers a stack copy across the head adjustment. */
-	struct halb_backend target = *be;
-	if (!(target.flags & HALB_BACKEND_RESOLVED)) {
+	/* The backend is read in place: the map value stays valid across the
+	 * head adjustment, and user space rewrites whole entries. */
+	if (!(be->flags & HALB_BACKEND_RESOLVED)) {
 		vs->dropped++;
 		gs->drop_no_route++;
 		return XDP_DROP;
 	}
 
 	if (vip_flags & HALB_VIP_L2DSR) {
-		if (!(target.flags & HALB_BACKEND_ONLINK)) {
+		if (!(be->flags & HALB_BACKEND_ONLINK)) {
 			vs->dropped++;
 			gs->drop_not_onlink++;
 			return XDP_DROP;
 		}
-		if (halb_l2_rewrite(ctx, &target)) {
+		if (halb_l2_rewrite(ctx, be)) {
 			gs->drop_error++;
 			return XDP_DROP;
 		}
-		return halb_out(ctx, target.ifindex, gs);
+		return halb_out(ctx, be->ifindex, gs);
 	}
 
-	__u32 overhead = target.family == HALB_FAMILY_V4 ? sizeof(struct iphdr)
+	__u32 overhead = be->family == HALB_FAMILY_V4 ? sizeof(struct iphdr)
 							 : sizeof(struct ipv6hdr);
-	if ((__u32)pkt.l3_len + overhead > target.mtu) {
-		__u32 inner_mtu = target.mtu > overhead ? target.mtu - overhead : 0;
-		int err = pkt.family == HALB_FAMILY_V4 ? halb_icmp4_too_big(ctx, inner_mtu)
+	if ((__u32)pkt.l3_len + overhead > be->mtu) {
+		__u32 inner_mtu = be->mtu > overhead ? be->mtu - overhead : 0;
+		int err = pkt.key.family == HALB_FAMILY_V4 ? halb_icmp4_too_big(ctx, inner_mtu)
 						       : halb_icmp6_too_big(ctx, inner_mtu);
 		if (err) {
 			gs->drop_error++;
@@ -195,14 +194,14 @@ int halb_xdp(struct xdp_md *ctx)
 		return XDP_TX;
 	}
 
-	int err = target.family == HALB_FAMILY_V4
-			  ? halb_encap_v4(ctx, &pkt, &target, cfg, hash)
-			  : halb_encap_v6(ctx, &pkt, &target, cfg, hash);
+	int err = be->family == HALB_FAMILY_V4
+			  ? halb_encap_v4(ctx, &pkt, be, cfg, hash)
+			  : halb_encap_v6(ctx, &pkt, be, cfg, hash);
 	if (err) {
 		gs->drop_error++;
 		return XDP_DROP;
 	}
-	return halb_out(ctx, target.ifindex, gs);
+	return halb_out(ctx, be->ifindex, gs);
 
 no_backend:
 	vs->dropped++;

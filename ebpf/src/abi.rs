@@ -116,22 +116,23 @@ pub struct Backend {
     pub reserved: u16,
 }
 
-/// `struct halb_flow_key`.
+/// `struct halb_flow_key`. Its first 20 bytes have the layout of
+/// [`VipKey`] (the program looks the VIP up with that prefix).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
-    /// Client address.
-    pub src: [u8; 16],
     /// VIP.
     pub dst: [u8; 16],
-    /// Client port, network order.
-    pub sport: u16,
     /// VIP port, network order.
     pub dport: u16,
     /// Protocol.
     pub proto: u8,
     /// Family.
     pub family: u8,
+    /// Client address.
+    pub src: [u8; 16],
+    /// Client port, network order.
+    pub sport: u16,
     /// Zero.
     pub reserved: u16,
 }
@@ -144,6 +145,13 @@ pub struct Flow {
     pub backend: u32,
     /// The backend's generation when the flow was pinned.
     pub generation: u32,
+    /// The client's flow hash (`dataplane::maglev::hash_flow`) computed
+    /// when the flow was pinned.
+    pub hash: u64,
+    /// `VIP_HASH_PORT` if `hash` covers the client port, else 0.
+    pub hash_flags: u32,
+    /// Zero.
+    pub reserved: u32,
 }
 
 /// `struct halb_config`.
@@ -352,12 +360,22 @@ mod tests {
         assert_eq!(size_of::<VipMeta>(), 8);
         assert_eq!(size_of::<Backend>(), 44);
         assert_eq!(size_of::<FlowKey>(), 40);
-        assert_eq!(size_of::<Flow>(), 8);
+        assert_eq!(size_of::<Flow>(), 24);
         assert_eq!(size_of::<ProgramConfig>(), 16);
         assert_eq!(size_of::<VipStats>(), 48);
         assert_eq!(size_of::<BackendStats>(), 32);
         assert_eq!(size_of::<GlobalStats>(), 96);
         assert_eq!(size_of::<DecapKey>(), 20);
+    }
+
+    #[test]
+    fn vip_key_is_a_prefix_of_flow_key() {
+        use std::mem::offset_of;
+        assert_eq!(offset_of!(FlowKey, dst), offset_of!(VipKey, addr));
+        assert_eq!(offset_of!(FlowKey, dport), offset_of!(VipKey, port));
+        assert_eq!(offset_of!(FlowKey, proto), offset_of!(VipKey, proto));
+        assert_eq!(offset_of!(FlowKey, family), offset_of!(VipKey, family));
+        assert_eq!(offset_of!(FlowKey, src), size_of::<VipKey>());
     }
 
     #[test]

@@ -25,6 +25,8 @@ use crate::testrun::{run_live, run_once, TestOutcome};
 /// `BPF_F_INNER_MAP`: inner maps of one outer map may differ in size.
 const BPF_F_INNER_MAP: u32 = 1 << 12;
 const PROGRAM: &str = "halb_xdp";
+/// Smallest share of the flow table per CPU (each CPU has its own LRU).
+const MIN_FLOWS_PER_CPU: u32 = 64;
 
 /// Settings of the balancer that are not part of the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,9 @@ pub struct XdpOptions {
     /// hash). Default `fd68:616c:6200::`.
     pub encap_source_v6: Ipv6Addr,
     /// Capacity of the flow table (LRU, 5-tuple to backend). Default 262144.
+    /// Every possible CPU keeps its own LRU lists with an equal share (at
+    /// least 64 entries each; the kernel rounds to a multiple of the CPU
+    /// count): a flow stays on the CPU its receive queue maps it to.
     pub flow_table_entries: u32,
 }
 
@@ -394,7 +399,12 @@ impl XdpBalancer {
     /// VIP is configured.
     pub fn load(options: &XdpOptions) -> Result<XdpBalancer, Error> {
         let object = crate::object::balancer().ok_or(Error::ProgramNotBuilt)?;
-        let flows = options.flow_table_entries.max(64);
+        let nr_cpus =
+            aya::util::nr_cpus().map_err(|(what, source)| Error::System { what, source })?;
+        let per_cpu_floor = u32::try_from(nr_cpus)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(MIN_FLOWS_PER_CPU);
+        let flows = options.flow_table_entries.max(per_cpu_floor);
         let mut ebpf = aya::EbpfLoader::new()
             .map_max_entries("halb_flows", flows)
             .load(object)
@@ -402,8 +412,6 @@ impl XdpBalancer {
         program_mut(&mut ebpf)?
             .load()
             .map_err(|e| load_error("verifier", &e))?;
-        let nr_cpus =
-            aya::util::nr_cpus().map_err(|(what, source)| Error::System { what, source })?;
         let mut config: Array<MapData, ProgramConfig> = take_map(&mut ebpf, "halb_config")?;
         let v4 = options.encap_source_v4.octets();
         let mut v6 = [0u8; 8];
@@ -1246,6 +1254,12 @@ impl XdpBalancer {
         batch: u32,
     ) -> Result<Duration, Error> {
         run_live(self.program()?, frame, ingress_ifindex, repeat, batch)
+    }
+
+    /// The kernel's run-time statistics of the balancer program (counted
+    /// only while [`crate::bench::enable_run_stats`] is in effect).
+    pub fn run_stats(&self) -> Result<crate::bench::RunStats, Error> {
+        crate::bench::run_stats(self.program()?)
     }
 
     fn program(&self) -> Result<&Xdp, Error> {

@@ -2,6 +2,7 @@
 //! a bare XDP_TX reflector (the ceiling of an interface), a counting sink
 //! and a pass-through. Not used by the daemon.
 
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use aya::maps::{MapData, PerCpuArray};
@@ -14,6 +15,60 @@ use crate::abi::{BenchFrame, BenchStats, BENCH_FRAME_LEN};
 use crate::error::{chain, load_error, map_error, Error};
 use crate::plan::AttachMode;
 use crate::testrun::run_live;
+
+/// Run-time statistics the kernel keeps for one program while
+/// [`enable_run_stats`] is in effect: how often it ran and for how long in
+/// total. Enabling them costs two clock reads per run, so figures measured
+/// with them on are slower than without.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// Number of runs.
+    pub runs: u64,
+    /// Total run time.
+    pub time: Duration,
+}
+
+impl RunStats {
+    /// The runs and time between `earlier` and `self`.
+    pub fn since(self, earlier: RunStats) -> RunStats {
+        RunStats {
+            runs: self.runs.saturating_sub(earlier.runs),
+            time: self.time.saturating_sub(earlier.time),
+        }
+    }
+
+    /// Mean time of one run, or `None` without runs.
+    pub fn per_run(self) -> Option<Duration> {
+        if self.runs == 0 {
+            return None;
+        }
+        let nanos = self.time.as_nanos() / u128::from(self.runs);
+        Some(Duration::from_nanos(
+            u64::try_from(nanos).unwrap_or(u64::MAX),
+        ))
+    }
+}
+
+/// Turn on the kernel's per-program run-time statistics
+/// (`BPF_ENABLE_STATS`) for as long as the returned descriptor is open.
+pub fn enable_run_stats() -> Result<OwnedFd, Error> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| Error::Load {
+        what: "enable run-time statistics",
+        reason: chain(&e),
+    })
+}
+
+/// The run-time statistics of a loaded program.
+pub(crate) fn run_stats(prog: &Xdp) -> Result<RunStats, Error> {
+    let info = prog.info().map_err(|e| Error::Load {
+        what: "program info",
+        reason: chain(&e),
+    })?;
+    Ok(RunStats {
+        runs: info.run_count(),
+        time: info.run_time(),
+    })
+}
 
 /// One of the benchmark programs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +204,24 @@ impl BenchPrograms {
                 reason: chain(&e),
             })?;
         run_live(prog, frame, ifindex, repeat, batch)
+    }
+
+    /// The run-time statistics of `program` (see [`enable_run_stats`]).
+    pub fn run_stats(&self, program: BenchProgram) -> Result<RunStats, Error> {
+        let name = program.name();
+        let prog: &Xdp = self
+            .ebpf
+            .program(name)
+            .ok_or(Error::MissingObject {
+                kind: "program",
+                name,
+            })?
+            .try_into()
+            .map_err(|e: ProgramError| Error::Load {
+                what: "program type",
+                reason: chain(&e),
+            })?;
+        run_stats(prog)
     }
 
     /// Frames counted by the sink so far.

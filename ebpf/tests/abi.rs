@@ -117,12 +117,12 @@ fn abi_layout_matches_object_btf() {
         &xdp,
         "halb_flow_key",
         rust_layout!(FlowKey {
-            src,
             dst,
-            sport,
             dport,
             proto,
             family,
+            src,
+            sport,
             reserved
         }),
     );
@@ -131,7 +131,10 @@ fn abi_layout_matches_object_btf() {
         "halb_flow",
         rust_layout!(Flow {
             backend,
-            generation
+            generation,
+            hash,
+            hash_flags,
+            reserved
         }),
     );
     check(

@@ -468,6 +468,75 @@ fn ipv6_to_vip_is_encapsulated_in_ip6ip6_and_v4_in_v6() {
 }
 
 #[test]
+fn established_flows_keep_their_hash_until_the_hash_key_changes() {
+    gate!();
+    let mut fx = Fixture::new("fx-flowhash");
+    let table = pool_table(&["a", "b", "c"]);
+
+    // IPv4: the first packet pins the flow (miss), the next ones hit and
+    // are encapsulated with the hash stored in the flow table.
+    let syn = tcp4(44000, 80, SYN, b"");
+    let ack = tcp4(44000, 80, ACK, b"established");
+    let hash4 = hash_flow(client4(), Some(44000));
+    let server4 = v4_of(table.lookup_name(hash4));
+    for frame in [&syn, &ack, &ack] {
+        let out = fx.run(frame);
+        assert_eq!(out.action, XdpAction::Tx);
+        assert_frames_eq(&out.frame, &ipip4(server4, hash4, &frame[14..]));
+    }
+    let stats = fx.xdp.stats().unwrap();
+    assert_eq!(stats.frontends["web4"].vip.packets, 3);
+    assert_eq!(
+        stats.frontends["web4"].vip.lru_misses, 1,
+        "two flow-table hits"
+    );
+
+    // IPv6: the outer source carries all 64 bits of the hash.
+    let src = client6();
+    let frame = |flags: u8, payload: &[u8]| {
+        l4_frame(
+            LB_MAC,
+            CLIENT_MAC,
+            src,
+            IpAddr::V6(VIP6),
+            TCP,
+            44001,
+            80,
+            flags,
+            payload,
+        )
+    };
+    let (syn6, ack6) = (frame(SYN, b""), frame(ACK, b"established"));
+    let hash6 = hash_flow(src, Some(44001));
+    let server6 = v6_of(table.lookup_name(hash6));
+    for f in [&syn6, &ack6] {
+        let out = fx.run(f);
+        assert_eq!(out.action, XdpAction::Tx);
+        assert_frames_eq(&out.frame, &ip6ip(server6, hash6, 41, 0, &f[14..]));
+    }
+    let misses = fx.xdp.stats().unwrap().frontends["web6"].vip.lru_misses;
+    assert_eq!(misses, 1);
+
+    // Reload with pool6 hashing the source address only: the flow keeps
+    // its server (a hit), and its outer source follows the new hash key,
+    // as it did when every packet was hashed.
+    let edited = CONFIG.replacen(
+        "name = \"pool6\"\nalgorithm = \"maglev\"\nhash_key = \"source-ip-port\"",
+        "name = \"pool6\"\nalgorithm = \"maglev\"\nhash_key = \"source-ip\"",
+        1,
+    );
+    assert_ne!(edited, CONFIG);
+    let config = control::config::parse(&edited, "edited.toml").unwrap();
+    let report = fx.xdp.apply(&config).unwrap();
+    assert!(report.in_kernel("web6"));
+    let out = fx.run(&ack6);
+    assert_eq!(out.action, XdpAction::Tx);
+    let rehash = hash_flow(src, None);
+    assert_ne!(rehash, hash6);
+    assert_frames_eq(&out.frame, &ip6ip(server6, rehash, 41, 0, &ack6[14..]));
+}
+
+#[test]
 fn rust_and_c_flow_hashes_agree() {
     gate!();
     let fx = Fixture::new("fx-hash");
