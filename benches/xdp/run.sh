@@ -6,7 +6,7 @@
 # medians (with min/max) of each case and of the per-round ratio; the
 # user-space case runs once. Bounded: at most PACKETS frames or SECONDS
 # seconds per case and round (defaults 20000000 and 3).
-# Usage: bash benches/xdp/run.sh [--rounds N] [--packets N] [--seconds S] [--sender-cpu C] [--proxy-cpu C] [--cases reflector,xdp,userspace] [--prog-stats]
+# Usage: bash benches/xdp/run.sh [--rounds N] [--packets N] [--seconds S] [--sender-cpu C] [--proxy-cpu C] [--cases reflector,xdp,userspace] [--prog-stats] [--prog-runs N]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"

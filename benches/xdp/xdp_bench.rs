@@ -23,6 +23,12 @@
 //! per-program run-time statistics and prints ns per run of the program
 //! on `l0` (slower: diagnostics, not figures).
 //!
+//! After the rounds, each XDP case's program also runs `--prog-runs` times
+//! (default 100000, 0 = off) through BPF_PROG_TEST_RUN without live frames,
+//! one frame per call: the kernel-measured time per run isolates the
+//! program's own cost (plus a constant harness overhead) from the rest of
+//! the pipeline (the balancer on its established-flow path).
+//!
 //! Cases:
 //! * `reflector`: bare MAC-swap + XDP_TX on `l0` (native).
 //! * `xdp`: halb's balancer on `l0` (native), ipip to 10.0.1.10.
@@ -52,10 +58,11 @@ struct Args {
     proxy_cpu: usize,
     cases: Vec<String>,
     prog_stats: bool,
+    prog_runs: u32,
 }
 
 const USAGE: &str = "flags: --rounds N --packets N --seconds S --sender-cpu C --proxy-cpu C \
-                     --cases reflector,xdp,userspace --prog-stats";
+                     --cases reflector,xdp,userspace --prog-stats --prog-runs N";
 
 fn parse_args() -> Args {
     let mut a = Args {
@@ -66,6 +73,7 @@ fn parse_args() -> Args {
         proxy_cpu: 0,
         cases: vec!["reflector".into(), "xdp".into(), "userspace".into()],
         prog_stats: false,
+        prog_runs: 100_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,7 +85,8 @@ fn parse_args() -> Args {
         match flag.as_str() {
             "--packets" => a.packets = value.parse().unwrap_or(a.packets),
             "--seconds" => a.seconds = value.parse().unwrap_or(a.seconds).clamp(1, 60),
-            "--rounds" => a.rounds = value.parse().unwrap_or(a.rounds).clamp(1, 50),
+            "--rounds" => a.rounds = value.parse().unwrap_or(a.rounds).min(50),
+            "--prog-runs" => a.prog_runs = value.parse().unwrap_or(a.prog_runs).min(2_000_000),
             "--sender-cpu" => a.sender_cpu = value.parse().unwrap_or(a.sender_cpu),
             "--proxy-cpu" => a.proxy_cpu = value.parse().unwrap_or(a.proxy_cpu),
             "--cases" => a.cases = value.split(',').map(str::to_string).collect(),
@@ -200,6 +209,7 @@ struct Topo {
     cl: Netns,
     lb: Netns,
     c0_index: u32,
+    l0_index: u32,
 }
 
 fn topology(tag: &str) -> Fallible<Topo> {
@@ -225,11 +235,13 @@ fn topology(tag: &str) -> Fallible<Topo> {
     ])?;
     lb.add_route("10.0.1.0/24", "10.0.0.2")?;
     let c0_index = cl.link("c0")?.ifindex;
+    let l0_index = lb.link("l0")?.ifindex;
     Ok(Topo {
         _lab: lab,
         cl,
         lb,
         c0_index,
+        l0_index,
     })
 }
 
@@ -364,6 +376,33 @@ impl Rig {
             sample.prog = Some(self.prog_stats()?.since(before));
         }
         Ok(sample)
+    }
+
+    /// The program on `l0` run `runs` times through BPF_PROG_TEST_RUN (not
+    /// live: one frame per call, nothing sent, at most `limit`): the
+    /// kernel's measured time of each run. The balancer's first run pins
+    /// the flow; the others take the established-flow path.
+    fn prog_cost(&self, runs: u32, limit: Duration) -> Fallible<Vec<Duration>> {
+        let f = frame();
+        let topo = match self {
+            Rig::Reflector { topo, .. } | Rig::Xdp { topo, .. } => topo,
+        };
+        let ingress = Some(topo.l0_index);
+        topo.lb.run(|| -> Fallible<Vec<Duration>> {
+            let mut v = Vec::new();
+            let start = Instant::now();
+            while v.len() < runs as usize && start.elapsed() < limit {
+                let o = match self {
+                    Rig::Reflector { lb, .. } => lb.test_run(BenchProgram::Reflect, &f, ingress)?,
+                    Rig::Xdp { xdp, .. } => xdp.test_run(&f, ingress)?,
+                };
+                if o.action != ebpf::XdpAction::Tx {
+                    return Err(format!("the program returned {:?}", o.action).into());
+                }
+                v.push(o.duration);
+            }
+            Ok(v)
+        })?
     }
 
     fn report(&self) {
@@ -534,6 +573,34 @@ fn main() {
     }
     for (_, rig) in &rigs {
         rig.report();
+    }
+    if args.prog_runs > 0 {
+        println!(
+            "program cost (BPF_PROG_TEST_RUN, one frame per call, {} calls; kernel-measured ns per run incl. harness):",
+            args.prog_runs
+        );
+        for (case, rig) in &rigs {
+            match rig.prog_cost(args.prog_runs, Duration::from_secs(args.seconds)) {
+                Ok(mut d) if !d.is_empty() => {
+                    d.sort();
+                    let q = |p: usize| d[(d.len() - 1) * p / 100].as_nanos();
+                    // Mean of the middle 80 %: the timer ticks in steps of
+                    // about 10 ns, so the median alone is coarse.
+                    let mid = &d[d.len() / 10..d.len() - d.len() / 10];
+                    let mean = mid.iter().map(Duration::as_nanos).sum::<u128>()
+                        / (mid.len().max(1) as u128);
+                    println!(
+                        "{case:>10}: {mean} ns trimmed mean (median {} ns, p10 {} ns, p90 {} ns, {} runs)",
+                        q(50),
+                        q(10),
+                        q(90),
+                        d.len()
+                    );
+                }
+                Ok(_) => println!("{case:>10}: no runs"),
+                Err(e) => println!("{case:>10}: program cost failed: {e}"),
+            }
+        }
     }
     drop(rigs);
 

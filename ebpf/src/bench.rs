@@ -14,7 +14,7 @@ use aya::maps::Array;
 use crate::abi::{BenchFrame, BenchStats, BENCH_FRAME_LEN};
 use crate::error::{chain, load_error, map_error, Error};
 use crate::plan::AttachMode;
-use crate::testrun::run_live;
+use crate::testrun::{run_live, run_once, TestOutcome};
 
 /// Run-time statistics the kernel keeps for one program while
 /// [`enable_run_stats`] is in effect: how often it ran and for how long in
@@ -204,6 +204,31 @@ impl BenchPrograms {
                 reason: chain(&e),
             })?;
         run_live(prog, frame, ifindex, repeat, batch)
+    }
+
+    /// Run `program` once on `frame` with `BPF_PROG_TEST_RUN` (not live:
+    /// nothing is sent), as if it arrived on `ingress_ifindex` of the
+    /// caller's namespace.
+    pub fn test_run(
+        &self,
+        program: BenchProgram,
+        frame: &[u8],
+        ingress_ifindex: Option<u32>,
+    ) -> Result<TestOutcome, Error> {
+        let name = program.name();
+        let prog: &Xdp = self
+            .ebpf
+            .program(name)
+            .ok_or(Error::MissingObject {
+                kind: "program",
+                name,
+            })?
+            .try_into()
+            .map_err(|e: ProgramError| Error::Load {
+                what: "program type",
+                reason: chain(&e),
+            })?;
+        run_once(prog, frame, ingress_ifindex)
     }
 
     /// The run-time statistics of `program` (see [`enable_run_stats`]).

@@ -46,6 +46,9 @@ pub struct TestOutcome {
     pub action: XdpAction,
     /// The frame as the program left it.
     pub frame: Vec<u8>,
+    /// The kernel's measured time of the run (`BPF_PROG_TEST_RUN`'s
+    /// `duration`: the program plus the test harness's own overhead).
+    pub duration: Duration,
 }
 
 /// `struct xdp_md` for `ctx_in`: the frame starts at offset 0 and arrived on
@@ -92,6 +95,7 @@ pub(crate) fn run_once(
     Ok(TestOutcome {
         action: XdpAction::from_code(result.return_value),
         frame: out,
+        duration: result.duration,
     })
 }
 
