@@ -29,6 +29,9 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 HALB=${HALB:-${CARGO_TARGET_DIR:-$HERE/../../target}/release/halb}
+# Optional: another halb build (e.g. before a change), run as proxy
+# "halb-base" when PROXIES names it.
+HALB_BASE=${HALB_BASE:-}
 SECTIONS=${SECTIONS:-"throughput reload memory"}
 PROXIES=${PROXIES:-"halb haproxy nginx"}
 DURATION=${DURATION:-12}
@@ -49,6 +52,10 @@ for tool in wrk haproxy nginx rustc taskset ip; do
     command -v "$tool" >/dev/null || { echo "run.sh: $tool is not installed" >&2; exit 1; }
 done
 [ -x "$HALB" ] || { echo "run.sh: no halb binary at $HALB (cargo build --release -p halb)" >&2; exit 1; }
+if [[ " $PROXIES " == *" halb-base "* ]] && [ ! -x "$HALB_BASE" ]; then
+    echo "run.sh: PROXIES names halb-base but HALB_BASE is not an executable" >&2
+    exit 1
+fi
 [ "$(id -u)" = 0 ] || { echo "run.sh: needs root for the network namespace" >&2; exit 1; }
 
 NS=hlbench-$$
@@ -275,9 +282,11 @@ start_proxy() { # NAME THREADS CPUS [reload]
     port_free 8090
     mkdir -p "$WORK/proxy/logs"
     case $name in
-    halb)
+    halb | halb-base)
+        local bin=$HALB
+        [ "$name" = halb-base ] && bin=$HALB_BASE
         halb_conf "$threads" 1 > "$WORK/halb.toml"
-        ip netns exec "$NS" taskset -c "$cpus" "$HALB" run -c "$WORK/halb.toml" >> "$WORK/halb.log" 2>&1 &
+        ip netns exec "$NS" taskset -c "$cpus" "$bin" run -c "$WORK/halb.toml" >> "$WORK/halb.log" 2>&1 &
         ;;
     haproxy)
         haproxy_conf "$threads" 1 > "$WORK/haproxy.cfg"
@@ -303,7 +312,7 @@ start_proxy() { # NAME THREADS CPUS [reload]
 reconfigure() { # NAME THREADS WEIGHT: rewrite the config and reload
     local name=$1 threads=$2 weight=$3
     case $name in
-    halb)
+    halb | halb-base)
         halb_conf "$threads" "$weight" > "$WORK/halb.toml.new"
         mv "$WORK/halb.toml.new" "$WORK/halb.toml"
         kill -HUP "$PROXY_PID"
@@ -339,7 +348,7 @@ field() { # LINE KEY
 
 : > "$OUT"
 log "# halb benchmark $(date -u +%FT%TZ) on $(uname -r), $(nproc) CPUs; $(uptime | sed 's/.*load/load/')"
-log "# halb $("$HALB" --version 2>/dev/null | head -1); $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+log "# halb $("$HALB" --version 2>/dev/null | head -1)${HALB_BASE:+ (halb-base: $HALB_BASE)}; $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
 log "# wrk -t1 -c$CONNS; client+backend on CPU $CLIENT_CPUS; proxy on CPU $PROXY_CPUS_1 (1 thread) / $PROXY_CPUS_2 (2 threads)"
 
 # --------------------------------------------------------------------------
@@ -383,7 +392,7 @@ if [[ " $SECTIONS " == *" reload "* ]]; then
         line=$(cat "$WORK/reload-$proxy.txt")
         failed=$(( $(field "$line" err_connect) + $(field "$line" err_read) + $(field "$line" err_write) + $(field "$line" err_status) + $(field "$line" err_timeout) ))
         extra=
-        if [ "$proxy" = halb ]; then
+        if [ "$proxy" = halb ] || [ "$proxy" = halb-base ]; then
             gen=$(in_ns "$HALB" status --json --socket "$WORK/halb.sock" 2>/dev/null | awk -F': ' '/"generation"/ { gsub(/[ ,]/, "", $2); print $2; exit }' || true)
             extra=" generation=$gen"
         fi
@@ -430,7 +439,7 @@ if [[ " $SECTIONS " == *" throughput "* ]]; then
                     { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1], NR] = kv[2] } n = NR }
                     END {
                         for (i = 1; i <= n; i++) { r[i] = v["rps", i]; a[i] = v["p50_us", i]; b[i] = v["p99_us", i]; c[i] = v["p999_us", i]; e += v["errors", i] }
-                        printf "summary %-4s %s %-8s %7d %6d %6d %7d %d\n", m, t, p, med(r, n), med(a, n), med(b, n), med(c, n), e
+                        printf "summary %-4s %s %-9s %7d %6d %6d %7d %d\n", m, t, p, med(r, n), med(a, n), med(b, n), med(c, n), e
                     }' | tee -a "$OUT"
             done
         done

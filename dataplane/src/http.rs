@@ -453,6 +453,32 @@ impl Body for RespBody {
 
 /// Accept loop of an `http` frontend on an already-bound listener.
 pub async fn serve(listener: TcpListener, frontend: FrontendHandle, shutdown: Shutdown) {
+    // Idle connections of this listener wait in its parker, outside
+    // tokio; it closes them when the listener ends.
+    let parker = match crate::park::Parker::new(frontend.name()) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(frontend = %frontend.name(), error = %e, "cannot create the idle-connection parker; idle connections stay in their tasks");
+            None
+        }
+    };
+    let done = tokio_util::sync::CancellationToken::new();
+    let _done = done.clone().drop_guard();
+    if let Some(p) = &parker {
+        frontend
+            .inner
+            .tracker
+            .spawn(Arc::clone(p).run(frontend.clone(), shutdown.clone(), done));
+    }
+    // Accepted without tokio: a connection with nothing to read yet goes
+    // straight to the parker, without a task or a reactor entry.
+    let listener = match listener.into_std().and_then(crate::park::register_listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(frontend = %frontend.name(), error = %e, "cannot watch the listener; not serving");
+            return;
+        }
+    };
     loop {
         let Some((fe, _)) = frontend.current() else {
             shutdown.stopping().await;
@@ -467,7 +493,7 @@ pub async fn serve(listener: TcpListener, frontend: FrontendHandle, shutdown: Sh
         };
         let (stream, peer) = tokio::select! {
             _ = shutdown.stopping() => break,
-            r = listener.accept() => match r {
+            r = accept(&listener) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(frontend = %frontend.name(), error = %e, "accept failed");
@@ -476,17 +502,125 @@ pub async fn serve(listener: TcpListener, frontend: FrontendHandle, shutdown: Sh
                 }
             },
         };
+        let _ = stream.set_nodelay(true);
         let open = (ConnGuard::new(Arc::clone(&fe.shared)), permit);
-        frontend.inner.tracker.spawn(crate::h1::serve_conn(
-            stream,
-            peer,
-            frontend.clone(),
-            fe,
-            shutdown.clone(),
-            open,
-        ));
+        // The request is usually there already; if not, park (unless a
+        // PROXY header is expected: the task reads that first).
+        let (inbuf, open) = match &parker {
+            Some(p) if !fe.cfg.accept_proxy_protocol => match first_bytes(&stream) {
+                First::Data(buf) => (buf, open),
+                First::Closed => continue,
+                First::Nothing => {
+                    let conn = crate::park::ParkedConn {
+                        stream,
+                        proxied: None,
+                        last_active: tokio::time::Instant::now(),
+                        first: true,
+                        open,
+                    };
+                    match p.park(conn, fe.cfg.timeouts.client_header) {
+                        Ok(()) => continue,
+                        Err(conn) => {
+                            let crate::park::ParkedConn { stream, open, .. } = conn;
+                            spawn_conn(
+                                stream,
+                                peer,
+                                Vec::new(),
+                                &frontend,
+                                fe,
+                                &shutdown,
+                                open,
+                                &parker,
+                            );
+                            continue;
+                        }
+                    }
+                }
+            },
+            _ => (Vec::new(), open),
+        };
+        spawn_conn(stream, peer, inbuf, &frontend, fe, &shutdown, open, &parker);
     }
     tracing::info!(frontend = %frontend.name(), "listener stopped");
+}
+
+/// Accept one connection, non-blocking and close-on-exec, without
+/// registering it with tokio.
+async fn accept(
+    listener: &tokio::io::unix::AsyncFd<std::net::TcpListener>,
+) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
+    loop {
+        let mut guard = listener.readable().await?;
+        let r = guard.try_io(|l| {
+            socket2::SockRef::from(l.get_ref())
+                .accept4(nix::libc::SOCK_NONBLOCK | nix::libc::SOCK_CLOEXEC)
+        });
+        match r {
+            Ok(Ok((sock, addr))) => {
+                let peer = addr
+                    .as_socket()
+                    .ok_or_else(|| std::io::Error::other("accepted a non-IP socket"))?;
+                return Ok((sock.into(), peer));
+            }
+            Ok(Err(e)) => return Err(e),
+            // Would block: readiness cleared, wait again.
+            Err(_) => continue,
+        }
+    }
+}
+
+/// What a just-accepted connection has sent.
+enum First {
+    Data(Vec<u8>),
+    Nothing,
+    Closed,
+}
+
+fn first_bytes(stream: &std::net::TcpStream) -> First {
+    use std::io::Read;
+    let mut buf = vec![0u8; crate::h1::READ_CHUNK];
+    match (&*stream).read(&mut buf) {
+        Ok(0) => First::Closed,
+        Ok(n) => {
+            buf.truncate(n);
+            First::Data(buf)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => First::Nothing,
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => First::Nothing,
+        Err(_) => First::Closed,
+    }
+}
+
+/// Give an accepted connection its task (the fast path, with `inbuf`
+/// already read).
+#[allow(clippy::too_many_arguments)]
+fn spawn_conn(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    inbuf: Vec<u8>,
+    frontend: &FrontendHandle,
+    fe: Arc<FrontendRt>,
+    shutdown: &Shutdown,
+    open: (ConnGuard, Option<tokio::sync::OwnedSemaphorePermit>),
+    parker: &Option<Arc<crate::park::Parker>>,
+) {
+    let stream = match TcpStream::from_std(stream) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(frontend = %frontend.name(), client = %peer, error = %e, "cannot register a connection");
+            return;
+        }
+    };
+    frontend.inner.tracker.spawn(crate::h1::serve_conn(
+        stream,
+        peer,
+        inbuf,
+        frontend.clone(),
+        fe,
+        shutdown.clone(),
+        open,
+        parker.clone(),
+    ));
 }
 
 /// Serve a client connection with hyper: HTTP/2 (prior knowledge) when

@@ -16,6 +16,7 @@ pub mod health;
 pub mod http;
 pub mod maglev;
 mod metrics;
+mod park;
 pub mod proxy_protocol;
 pub mod runtime;
 pub mod shutdown;

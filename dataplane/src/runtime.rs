@@ -539,6 +539,18 @@ pub(crate) struct FrontendShared {
 }
 
 impl FrontendShared {
+    pub fn new(frontend: &str) -> Self {
+        FrontendShared {
+            active: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            responses: Default::default(),
+            metrics: FrontendMetrics::new(frontend),
+        }
+    }
+
     pub fn count_response(&self, status: u16) {
         let i = crate::metrics::class_index(status);
         self.responses[i].fetch_add(1, Ordering::Relaxed);
@@ -1185,17 +1197,9 @@ impl Runtime {
         let mut keep_listeners = HashSet::new();
         for fe in &served {
             let old_fe = old.frontends.get(&fe.name);
-            let shared = old_fe.map(|o| Arc::clone(&o.shared)).unwrap_or_else(|| {
-                Arc::new(FrontendShared {
-                    active: AtomicU64::new(0),
-                    connections: AtomicU64::new(0),
-                    requests: AtomicU64::new(0),
-                    bytes_in: AtomicU64::new(0),
-                    bytes_out: AtomicU64::new(0),
-                    responses: Default::default(),
-                    metrics: FrontendMetrics::new(&fe.name),
-                })
-            });
+            let shared = old_fe
+                .map(|o| Arc::clone(&o.shared))
+                .unwrap_or_else(|| Arc::new(FrontendShared::new(&fe.name)));
             let limit = match old_fe {
                 Some(o) if o.cfg.max_connections == fe.max_connections => o.limit.clone(),
                 _ => fe

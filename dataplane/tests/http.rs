@@ -240,6 +240,122 @@ async fn slowloris_is_cut_at_header_timeout() {
     rt.shutdown(Duration::from_secs(5)).await;
 }
 
+/// One response on a keep-alive connection: (status, body).
+async fn read_response(c: &mut TcpStream) -> (u16, String) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = tokio::time::timeout(LONG, c.read(&mut buf))
+            .await
+            .expect("a response within LONG")
+            .unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if body.len() >= len {
+                let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+                return (status, body.to_string());
+            }
+        }
+    }
+}
+
+/// Seconds until the proxy closes `c` (reads nothing else).
+async fn closed_after(c: &mut TcpStream, from: tokio::time::Instant) -> Duration {
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(LONG, c.read(&mut buf))
+        .await
+        .expect("closed within LONG")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "unexpected bytes {:?}", &buf[..n]);
+    from.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_park_resume_and_keep_their_timeouts() {
+    let s = TestServer::start("s1").await;
+    let (rt, addr) = start(&http_config(
+        &[("s1", s.addr)],
+        "",
+        "timeouts = { client_header = \"1s\", client_idle = \"2s\" }",
+    ))
+    .await;
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // Keep-alive requests after idle gaps longer than the park delay: each
+    // gap parks the connection, each request brings it back.
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for round in 0..3 {
+        c.write_all(req).await.unwrap();
+        let (status, body) = read_response(&mut c).await;
+        assert_eq!((status, body.as_str()), (200, "s1"), "round {round}");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // Idle after a request: closed at client_idle (2 s), parked meanwhile.
+    let t = tokio::time::Instant::now();
+    let after = closed_after(&mut c, t).await;
+    assert!(
+        after > Duration::from_millis(1000) && after < Duration::from_millis(3500),
+        "idle keep-alive closed after {after:?} (client_idle 2s, 0.4 s already idle)"
+    );
+
+    // First request: the header deadline counts from the accept, across
+    // the park. A head completed in time is served...
+    let t = tokio::time::Instant::now();
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.write_all(b"Host: x\r\n\r\n").await.unwrap();
+    assert_eq!(read_response(&mut c).await.0, 200);
+    assert!(t.elapsed() < Duration::from_secs(1));
+    // ...one that never sends a byte is closed at client_header (1 s).
+    let t = tokio::time::Instant::now();
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let after = closed_after(&mut silent, t).await;
+    assert!(
+        after > Duration::from_millis(800) && after < Duration::from_millis(2500),
+        "silent connection closed after {after:?} (client_header 1s)"
+    );
+    // A head started after a park and never finished is cut at the
+    // deadline counted from the accept, not from its first byte.
+    let t = tokio::time::Instant::now();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    slow.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    let after = closed_after(&mut slow, t).await;
+    assert!(
+        after > Duration::from_millis(800) && after < Duration::from_millis(1500),
+        "unfinished head cut after {after:?} (client_header 1s from the accept)"
+    );
+    assert_eq!(s.hits.load(std::sync::atomic::Ordering::SeqCst), 4);
+
+    // A graceful stop closes parked connections at once.
+    let mut parked = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = tokio::time::Instant::now();
+    let report = tokio::time::timeout(LONG, rt.shutdown(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let after = closed_after(&mut parked, t).await;
+    assert!(
+        after < Duration::from_secs(2),
+        "parked connection closed after {after:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{report:?}");
+}
+
 #[tokio::test]
 async fn oversized_headers_get_431() {
     let s = TestServer::start("s1").await;

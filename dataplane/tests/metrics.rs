@@ -47,14 +47,46 @@ health = {{ kind = "http", path = "/healthz", interval = "50ms", timeout = "40ms
             .all(|s| s.last_check.is_some()))
         .await
     );
+    // Idle client connections leave their tasks for the frontend's parker
+    // (after 100 ms without a byte); a request brings one back, and when
+    // the clients hang up the parked count goes back to 0.
+    let idle: Vec<tokio::net::TcpStream> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        v
+    };
+    let parked = |n: usize| {
+        let needle = format!("halb_frontend_parked_connections{{frontend=\"web\"}} {n}");
+        handle.render().lines().any(|l| l == needle)
+    };
+    assert!(wait_until(|| parked(3)).await, "{}", handle.render());
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = idle.into_iter().collect::<Vec<_>>();
+        c[0].write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(LONG, c[0].read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+        assert!(wait_until(|| parked(3)).await, "{}", handle.render());
+        drop(c);
+        assert!(wait_until(|| parked(0)).await, "{}", handle.render());
+    }
+
     let text = handle.render();
     let has = |needle: &str| text.lines().any(|l| l.starts_with(needle));
     assert!(
-        has("halb_frontend_requests_total{frontend=\"web\"} 5"),
+        has("halb_frontend_requests_total{frontend=\"web\"} 6"),
         "{text}"
     );
     assert!(
-        has("halb_frontend_responses_total{frontend=\"web\",class=\"2xx\"} 4"),
+        has("halb_frontend_responses_total{frontend=\"web\",class=\"2xx\"} 5"),
         "{text}"
     );
     assert!(

@@ -43,6 +43,7 @@ use tokio::time::{Instant, Sleep};
 use crate::error::{ProxyError, ProxyErrorKind};
 use crate::health::PassiveEvent;
 use crate::http::UpstreamClient;
+use crate::park::{ParkedConn, Parker, PARK_AFTER};
 use crate::runtime::{BackendRt, FrontendHandle, FrontendRt, Lease};
 use crate::shutdown::{CancelWatch, Shutdown};
 use crate::tcp::ConnGuard;
@@ -50,7 +51,7 @@ use parse::{eq_ic, tokens, ChunkScanner, Framing, ReqHead, ReqParse, RespHead, R
 use tokio::sync::OwnedSemaphorePermit;
 
 /// Read size for client request heads and server responses.
-const READ_CHUNK: usize = 1024;
+pub(crate) const READ_CHUNK: usize = 1024;
 /// Largest response head accepted from a server.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Relay buffer for bodies that do not fit the first read.
@@ -144,6 +145,8 @@ struct ConnCtx {
     handle: FrontendHandle,
     client: SocketAddr,
     shutdown: Shutdown,
+    /// Where the connection goes when it idles past [`PARK_AFTER`].
+    parker: Option<Arc<Parker>>,
 }
 
 /// A client connection's whole state, kept in one place: the task future
@@ -165,6 +168,18 @@ enum Fill {
     Data,
     /// Closed, failed, timed out or stopping: the connection ends.
     End,
+    /// Idle past [`PARK_AFTER`] with nothing read: leave the task.
+    Park,
+}
+
+/// How [`serve`] left a connection.
+enum Served {
+    /// Closed (or to be closed).
+    Done,
+    /// A request needs hyper: the unread bytes are in `inbuf`.
+    Hyper,
+    /// Idle: park it.
+    Park,
 }
 
 /// A client connection of an `http` frontend, from accept to close: PROXY
@@ -173,31 +188,92 @@ enum Fill {
 ///
 /// This future is the connection's task itself (no wrapper around it), so
 /// an idle connection costs one task of about the size of [`Conn`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn serve_conn(
     stream: TcpStream,
     peer: SocketAddr,
+    inbuf: Vec<u8>,
     handle: FrontendHandle,
     fe: Arc<FrontendRt>,
     shutdown: Shutdown,
     open: (ConnGuard, Option<OwnedSemaphorePermit>),
+    parker: Option<Arc<Parker>>,
 ) -> impl std::future::Future<Output = ()> + Send {
     let started = Instant::now();
     run(Conn {
         stream,
-        inbuf: Vec::new(),
+        inbuf,
         watch: ConnWatch {
             stop: shutdown.watch_stopping(),
             idle: None,
             last_active: started,
+            first: true,
+            awake_since: started,
         },
         ctx: ConnCtx {
             handle,
             client: peer,
             shutdown,
+            parker,
         },
         fe,
         _open: open,
     })
+}
+
+/// Take a parked connection back into a task of its own (bytes arrived, or
+/// the client hung up). A frontend removed meanwhile closes it.
+pub(crate) fn resume(
+    conn: ParkedConn,
+    handle: &FrontendHandle,
+    shutdown: &Shutdown,
+    parker: &Arc<Parker>,
+) {
+    let Some((fe, _)) = handle.current() else {
+        return;
+    };
+    let ParkedConn {
+        stream,
+        proxied,
+        last_active,
+        first,
+        open,
+    } = conn;
+    let client = match proxied {
+        Some(c) => *c,
+        // Gone meanwhile (reset): nothing to resume.
+        None => match stream.peer_addr() {
+            Ok(a) => a,
+            Err(_) => return,
+        },
+    };
+    let stream = match TcpStream::from_std(stream) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(frontend = %fe.cfg.name, %client, error = %e, "cannot resume a parked connection");
+            return;
+        }
+    };
+    let c = Conn {
+        stream,
+        inbuf: Vec::new(),
+        watch: ConnWatch {
+            stop: shutdown.watch_stopping(),
+            idle: None,
+            last_active,
+            first,
+            awake_since: Instant::now(),
+        },
+        ctx: ConnCtx {
+            handle: handle.clone(),
+            client,
+            shutdown: shutdown.clone(),
+            parker: Some(Arc::clone(parker)),
+        },
+        fe,
+        _open: open,
+    };
+    handle.inner.tracker.spawn(after_proxy_header(c));
 }
 
 /// Not an `async fn`: the arguments of one are moved again into the body's
@@ -205,7 +281,6 @@ pub(crate) fn serve_conn(
 #[allow(clippy::manual_async_fn)]
 fn run(mut c: Conn) -> impl Future<Output = ()> + Send {
     async move {
-        let _ = c.stream.set_nodelay(true);
         if c.fe.cfg.accept_proxy_protocol {
             let limit = c.fe.cfg.timeouts.client_header;
             // Boxed: only connections behind a balancer pay for this state.
@@ -221,11 +296,60 @@ fn run(mut c: Conn) -> impl Future<Output = ()> + Send {
                 }
             }
         }
-        if serve(&mut c).await {
+        after_proxy_header(c).await
+    }
+}
+
+/// Serve a connection whose PROXY header (if any) was read.
+#[allow(clippy::manual_async_fn)]
+fn after_proxy_header(mut c: Conn) -> impl Future<Output = ()> + Send {
+    async move {
+        match serve(&mut c).await {
+            Served::Done => {}
+            Served::Hyper => to_hyper(c).await,
+            Served::Park => park(c),
+        }
+    }
+}
+
+/// Leave the task: the socket and what the connection needs go to the
+/// frontend's parker (closed if it cannot take them).
+fn park(c: Conn) {
+    let Conn {
+        stream,
+        ctx,
+        watch,
+        fe,
+        _open,
+        ..
+    } = c;
+    let Some(parker) = ctx.parker else {
+        return;
+    };
+    let timeouts = &fe.cfg.timeouts;
+    let timeout = if watch.first {
+        timeouts.client_header
+    } else {
+        timeouts.client_idle
+    };
+    let stream = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(frontend = %fe.cfg.name, client = %ctx.client, error = %e, "cannot park an idle connection");
             return;
         }
-        to_hyper(c).await
-    }
+    };
+    let conn = ParkedConn {
+        stream,
+        // Only a client named by a PROXY header is kept; the socket's
+        // peer is asked again on resume.
+        proxied: fe.cfg.accept_proxy_protocol.then(|| Box::new(ctx.client)),
+        last_active: watch.last_active,
+        first: watch.first,
+        open: _open,
+    };
+    // Refused: the frontend is stopping; the connection closes.
+    let _ = parker.park(conn, timeout);
 }
 
 /// A request outside the fast path: hyper takes the connection with the
@@ -246,50 +370,53 @@ fn to_hyper(c: Conn) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     crate::http::serve_hyper(rest, ctx.client, ctx.handle, fe, ctx.shutdown)
 }
 
-/// Serve HTTP/1.1 requests until the connection ends (`true`) or a request
-/// needs hyper (`false`: the unread bytes are in `c.inbuf`).
-async fn serve(c: &mut Conn) -> bool {
-    let mut first = true;
+/// Serve HTTP/1.1 requests until the connection ends, a request needs
+/// hyper (the unread bytes are in `c.inbuf`), or it idles long enough to
+/// park.
+async fn serve(c: &mut Conn) -> Served {
     loop {
         // Timeouts and limits while waiting for a head.
         let Some((fe, be)) = c.ctx.handle.current() else {
-            return true;
+            return Served::Done;
         };
         let t = &fe.cfg.timeouts;
         let max_head = fe.cfg.max_header_size as usize;
         if c.inbuf.is_empty() {
             // Idle between requests: no buffer is held while waiting.
             c.inbuf = Vec::new();
-            let limit = if first {
+            let limit = if c.watch.first {
                 t.client_header
             } else {
                 t.client_idle
             };
-            if let Fill::End = fill_idle(&mut c.stream, &mut c.inbuf, &mut c.watch, limit).await {
-                return true;
+            let park = c.ctx.parker.is_some();
+            match fill_idle(&mut c.stream, &mut c.inbuf, &mut c.watch, limit, park).await {
+                Fill::Data => {}
+                Fill::End => return Served::Done,
+                Fill::Park => return Served::Park,
             }
         }
-        let head_deadline = if first {
+        let head_deadline = if c.watch.first {
             // Counted from the accept (`last_active` is still that).
             c.watch.last_active + t.client_header
         } else {
             Instant::now() + t.client_header
         };
-        first = false;
+        c.watch.first = false;
         let head = loop {
             match parse::parse_request(&c.inbuf) {
                 ReqParse::Complete(h) if h.len <= max_head => break h,
                 ReqParse::Complete(_) => {
                     let refuse = Box::pin(refuse_431(&mut c.stream, &fe));
                     refuse.await;
-                    return true;
+                    return Served::Done;
                 }
-                ReqParse::Unsupported => return false,
+                ReqParse::Unsupported => return Served::Hyper,
                 ReqParse::Partial => {
                     if c.inbuf.len() > max_head {
                         let refuse = Box::pin(refuse_431(&mut c.stream, &fe));
                         refuse.await;
-                        return true;
+                        return Served::Done;
                     }
                     // Boxed: a head in several pieces is the rare case.
                     let more = Box::pin(fill_head(
@@ -299,7 +426,7 @@ async fn serve(c: &mut Conn) -> bool {
                         head_deadline,
                     ));
                     if let Fill::End = more.await {
-                        return true;
+                        return Served::Done;
                     }
                 }
             }
@@ -308,7 +435,7 @@ async fn serve(c: &mut Conn) -> bool {
         // connection sat idle must apply to it).
         drop((fe, be));
         let Some((fe, be)) = c.ctx.handle.current() else {
-            return true;
+            return Served::Done;
         };
         // Boxed: the per-request state is allocated while a request runs,
         // not kept in every idle connection's task.
@@ -323,7 +450,7 @@ async fn serve(c: &mut Conn) -> bool {
         let keep = exchange.await;
         c.watch.last_active = Instant::now();
         if !keep || c.ctx.shutdown.is_stopping() {
-            return true;
+            return Served::Done;
         }
     }
 }
@@ -336,6 +463,12 @@ struct ConnWatch {
     /// connection was busy since), it is re-armed from `last_active`.
     idle: Option<Pin<Box<Sleep>>>,
     last_active: Instant,
+    /// No request yet (the header deadline counts from the accept).
+    first: bool,
+    /// When the task took the connection (its accept, or its return from
+    /// the parker): it parks [`PARK_AFTER`] after this or `last_active`,
+    /// whichever is later.
+    awake_since: Instant,
 }
 
 async fn refuse_431(stream: &mut TcpStream, fe: &FrontendRt) {
@@ -356,6 +489,7 @@ fn fill_idle<'a>(
     buf: &'a mut Vec<u8>,
     watch: &'a mut ConnWatch,
     limit: std::time::Duration,
+    park: bool,
 ) -> impl Future<Output = Fill> + 'a {
     poll_fn(move |cx| loop {
         match stream.poll_read_ready(cx) {
@@ -380,23 +514,32 @@ fn fill_idle<'a>(
             return Poll::Ready(Fill::End);
         }
         let deadline = watch.last_active + limit;
+        let park_at = watch.last_active.max(watch.awake_since) + PARK_AFTER;
+        let wake_at = if park {
+            deadline.min(park_at)
+        } else {
+            deadline
+        };
         let timer = watch
             .idle
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wake_at)));
         // The timer moves on lazily: it is re-armed only when it fires
-        // before the current deadline (the connection was busy since), not
+        // before the current wake-up (the connection was busy since), not
         // after every request.
-        if timer.deadline() > deadline {
-            timer.as_mut().reset(deadline);
+        if timer.deadline() > wake_at {
+            timer.as_mut().reset(wake_at);
         }
         if timer.as_mut().poll(cx).is_ready() {
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Poll::Ready(Fill::End);
             }
-            timer.as_mut().reset(deadline);
-            if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Fill::End);
+            if park && now >= park_at {
+                return Poll::Ready(Fill::Park);
             }
+            timer.as_mut().reset(wake_at);
+            // Already due: the checks above decide on the next turn.
+            continue;
         }
         return Poll::Pending;
     })
