@@ -251,6 +251,11 @@ struct Sample {
     sent: u64,
     delivered: u64,
     elapsed: Duration,
+    /// CPU time of the sending thread while it sent: in the XDP cases the
+    /// whole path (sender, both veth ends, balancer or reflector, sink)
+    /// runs as softirq work in its context, so this excludes time other
+    /// processes took from its CPU.
+    cpu: Option<Duration>,
     prog: Option<RunStats>,
 }
 
@@ -258,6 +263,29 @@ impl Sample {
     fn pps(&self) -> f64 {
         self.delivered as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// Frames delivered per CPU-second of the sending thread.
+    fn pps_cpu(&self) -> Option<f64> {
+        let cpu = self.cpu?.as_secs_f64();
+        (cpu > 0.0).then(|| self.delivered as f64 / cpu)
+    }
+}
+
+/// `USER_HZ`: the unit of utime / stime in `/proc` (100 on Linux's
+/// mainstream architectures).
+const USER_HZ: u64 = 100;
+
+/// User + system CPU time of the calling thread (`/proc/thread-self/stat`,
+/// resolution 10 ms; softirq work done in its context counts as its own
+/// on kernels without IRQ time accounting, like this one).
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
 }
 
 /// Send for at most `seconds` or `packets`.
@@ -274,6 +302,7 @@ fn measure(topo: &Topo, sink: &mut BenchPrograms, args: &Args) -> Fallible<Sampl
         sink.send(&f, ifindex, 100_000, 64)?;
         std::thread::sleep(Duration::from_millis(300));
         let before = sink.sink_stats()?.packets;
+        let cpu_before = thread_cpu();
         let start = Instant::now();
         let mut sent = 0u64;
         while sent < packets && start.elapsed() < limit {
@@ -282,12 +311,17 @@ fn measure(topo: &Topo, sink: &mut BenchPrograms, args: &Args) -> Fallible<Sampl
             sent += u64::from(n);
         }
         let elapsed = start.elapsed();
+        let cpu = match (cpu_before, thread_cpu()) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+            _ => None,
+        };
         std::thread::sleep(Duration::from_millis(300));
         let after = sink.sink_stats()?.packets;
         Ok(Sample {
             sent,
             delivered: after.saturating_sub(before),
             elapsed,
+            cpu,
             prog: None,
         })
     })??;
@@ -481,8 +515,16 @@ fn print_sample(label: &str, s: &Sample) {
         Some(d) => format!("; program {} ns/run", d.as_nanos()),
         None => String::new(),
     };
+    let cpu = match (s.cpu, s.pps_cpu()) {
+        (Some(c), Some(p)) => format!(
+            "; sender thread on CPU {:.0}% of the time: {:.3} Mpps per CPU-second",
+            100.0 * c.as_secs_f64() / secs,
+            p / 1e6
+        ),
+        _ => String::new(),
+    };
     println!(
-        "{label:>10}: {:>8.3} Mpps delivered ({} of {} frames sent in {secs:.2} s; offered {:.3} Mpps{prog})",
+        "{label:>10}: {:>8.3} Mpps delivered ({} of {} frames sent in {secs:.2} s; offered {:.3} Mpps{cpu}{prog})",
         s.pps() / 1e6,
         s.delivered,
         s.sent,
@@ -544,6 +586,7 @@ fn main() {
     let mut pps: Vec<(String, Vec<f64>)> =
         rigs.iter().map(|(c, _)| (c.clone(), Vec::new())).collect();
     let mut ratios: Vec<f64> = Vec::new();
+    let mut cpu_ratios: Vec<f64> = Vec::new();
     for round in 0..args.rounds {
         // Alternate the order (ABBA) so a slow drift does not favour a case.
         let order: Vec<usize> = if round % 2 == 0 {
@@ -553,6 +596,7 @@ fn main() {
         };
         println!("round {}:", round + 1);
         let mut this_round: Vec<(String, f64)> = Vec::new();
+        let mut this_round_cpu: Vec<(String, f64)> = Vec::new();
         for i in order {
             let (case, rig) = &mut rigs[i];
             match rig.measure(&args) {
@@ -560,6 +604,9 @@ fn main() {
                     print_sample(case, &s);
                     pps[i].1.push(s.pps());
                     this_round.push((case.clone(), s.pps()));
+                    if let Some(p) = s.pps_cpu() {
+                        this_round_cpu.push((case.clone(), p));
+                    }
                 }
                 Err(e) => println!("{case:>10}: failed: {e}"),
             }
@@ -567,8 +614,20 @@ fn main() {
         let get = |n: &str| this_round.iter().find(|(c, _)| c == n).map(|(_, p)| *p);
         if let (Some(x), Some(r)) = (get("xdp"), get("reflector")) {
             let ratio = x / r.max(1.0);
-            println!("  xdp / reflector this round: {:.0}%", 100.0 * ratio);
             ratios.push(ratio);
+            let get_cpu = |n: &str| this_round_cpu.iter().find(|(c, _)| c == n).map(|(_, p)| *p);
+            match (get_cpu("xdp"), get_cpu("reflector")) {
+                (Some(xc), Some(rc)) => {
+                    let cpu_ratio = xc / rc.max(1.0);
+                    cpu_ratios.push(cpu_ratio);
+                    println!(
+                        "  xdp / reflector this round: {:.1}% (per sender CPU-second: {:.1}%)",
+                        100.0 * ratio,
+                        100.0 * cpu_ratio
+                    );
+                }
+                _ => println!("  xdp / reflector this round: {:.1}%", 100.0 * ratio),
+            }
         }
     }
     for (_, rig) in &rigs {
@@ -632,11 +691,20 @@ fn main() {
     }
     if let Some((med, lo, hi)) = spread(&ratios) {
         println!(
-            "xdp / reflector = {:.0}% median of per-round ratios ({:.0}%-{:.0}%, {} rounds; target >= 70%)",
+            "xdp / reflector = {:.1}% median of per-round ratios ({:.1}%-{:.1}%, {} rounds; target >= 70%)",
             100.0 * med,
             100.0 * lo,
             100.0 * hi,
             ratios.len()
+        );
+    }
+    if let Some((med, lo, hi)) = spread(&cpu_ratios) {
+        println!(
+            "xdp / reflector per sender CPU-second = {:.1}% median ({:.1}%-{:.1}%, {} rounds)",
+            100.0 * med,
+            100.0 * lo,
+            100.0 * hi,
+            cpu_ratios.len()
         );
     }
     let xdp = medians.iter().find(|(c, _)| c == "xdp").map(|(_, p)| *p);
