@@ -33,6 +33,8 @@ HALB=${HALB:-${CARGO_TARGET_DIR:-$HERE/../../target}/release/halb}
 # "halb-base" when PROXIES names it.
 HALB_BASE=${HALB_BASE:-}
 SECTIONS=${SECTIONS:-"throughput reload memory"}
+MODES=${MODES:-"http tcp"}        # throughput: HTTP keep-alive and/or TCP mode
+THREADS=${THREADS:-"1 2"}         # throughput: proxy thread counts
 PROXIES=${PROXIES:-"halb haproxy nginx"}
 DURATION=${DURATION:-12}
 WARMUP=${WARMUP:-2}
@@ -356,9 +358,9 @@ if [[ " $SECTIONS " == *" throughput "* ]]; then
     line=$(wrk_run "$DURATION" 8081)
     log "direct  http  - rps=$(field "$line" rps) p50_us=$(field "$line" p50_us) p99_us=$(field "$line" p99_us) p999_us=$(field "$line" p999_us)"
     for round in $(seq 1 "$ROUNDS"); do
-        for mode in http tcp; do
+        for mode in $MODES; do
             port=8080; [ "$mode" = tcp ] && port=8090
-            for threads in 1 2; do
+            for threads in $THREADS; do
                 cpus=$PROXY_CPUS_1; [ "$threads" = 2 ] && cpus=$PROXY_CPUS_2
                 for proxy in $PROXIES; do
                     start_proxy "$proxy" "$threads" "$cpus"
@@ -431,8 +433,8 @@ fi
 if [[ " $SECTIONS " == *" throughput "* ]]; then
     log ""
     log "# median of $ROUNDS round(s): mode threads proxy rps p50_us p99_us p99.9_us errors"
-    for mode in http tcp; do
-        for threads in 1 2; do
+    for mode in $MODES; do
+        for threads in $THREADS; do
             for proxy in $PROXIES; do
                 grep "^throughput .* mode=$mode threads=$threads proxy=$proxy " "$OUT" | awk -v m="$mode" -v t="$threads" -v p="$proxy" '
                     function med(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] > x; j--) a[j+1] = a[j]; a[j+1] = x } return a[int((n + 1) / 2)] }
