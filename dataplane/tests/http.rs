@@ -356,6 +356,32 @@ async fn idle_connections_park_resume_and_keep_their_timeouts() {
     assert!(t.elapsed() < Duration::from_secs(5), "{report:?}");
 }
 
+/// `Upgrade: h2c` (deprecated by RFC 9113 section 3.1; HAProxy and nginx
+/// ignore it too) is answered over HTTP/1.1 and the connection stays
+/// HTTP/1.1; HTTP/2 cleartext is served with prior knowledge (see
+/// `h2c_prior_knowledge`).
+#[tokio::test]
+async fn h2c_upgrade_request_is_answered_over_http1() {
+    let s = TestServer::start("s1").await;
+    let (rt, addr) = start(&http_config(&[("s1", s.addr)], "", "")).await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (status, body) = read_response(&mut c).await;
+    assert_eq!((status, body.as_str()), (200, "s1"));
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, body) = read_response(&mut c).await;
+    assert_eq!((status, body.as_str()), (200, "s1"));
+    assert_eq!(s.hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+    drop(c);
+    rt.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn oversized_headers_get_431() {
     let s = TestServer::start("s1").await;

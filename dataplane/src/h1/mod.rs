@@ -496,16 +496,15 @@ fn fill_idle<'a>(
             Poll::Ready(Err(_)) => return Poll::Ready(Fill::End),
             Poll::Ready(Ok(())) => {
                 buf.reserve(READ_CHUNK);
-                match stream.try_read_buf(buf) {
-                    Ok(0) => return Poll::Ready(Fill::End),
-                    Ok(_) => return Poll::Ready(Fill::Data),
-                    // Spurious readiness (now cleared): give the buffer
-                    // back and wait again.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        *buf = Vec::new();
-                        continue;
-                    }
-                    Err(_) => return Poll::Ready(Fill::End),
+                // A read through `poll_read` (unlike `try_read`) that does
+                // not fill the buffer clears the readiness: the next wait
+                // starts without a recv that would block.
+                match tokio_util::io::poll_read_buf(Pin::new(&mut *stream), cx, buf) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Fill::End),
+                    Poll::Ready(Ok(_)) => return Poll::Ready(Fill::Data),
+                    // Spurious readiness (now cleared, the waker
+                    // registered): give the buffer back and wait.
+                    Poll::Pending => *buf = Vec::new(),
                 }
             }
             Poll::Pending => {}
