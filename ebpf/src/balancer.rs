@@ -14,7 +14,7 @@ use crate::abi::{
     self, Backend, BackendStats, Flow, FlowKey, GlobalStats, ProgramConfig, Summable, VipKey,
     VipMeta, VipStats,
 };
-use crate::error::{chain, load_error, map_error, Error};
+use crate::error::{chain, load_error, map_error, xdp_program, xdp_program_mut, Error};
 use crate::nexthop::{NextHop, Resolution, Resolver};
 use crate::plan::{
     build_table, live_servers, plan, AttachMode, ForwardMode, IndexPool, KernelTable,
@@ -342,14 +342,7 @@ where
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
-    let prog = ebpf.program_mut(PROGRAM).ok_or(Error::MissingObject {
-        kind: "program",
-        name: PROGRAM,
-    })?;
-    prog.try_into().map_err(|e: ProgramError| Error::Load {
-        what: "program type",
-        reason: chain(&e),
-    })
+    xdp_program_mut(ebpf, PROGRAM)
 }
 
 fn zeroed<T: aya::Pod + Default>(nr_cpus: usize) -> Result<PerCpuValues<T>, Error> {
@@ -1263,14 +1256,7 @@ impl XdpBalancer {
     }
 
     fn program(&self) -> Result<&Xdp, Error> {
-        let prog = self.ebpf.program(PROGRAM).ok_or(Error::MissingObject {
-            kind: "program",
-            name: PROGRAM,
-        })?;
-        prog.try_into().map_err(|e: ProgramError| Error::Load {
-            what: "program type",
-            reason: chain(&e),
-        })
+        xdp_program(&self.ebpf, PROGRAM)
     }
 
     /// Detach from every interface and unload (dropping does the same).

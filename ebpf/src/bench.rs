@@ -6,13 +6,13 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use aya::maps::{MapData, PerCpuArray};
-use aya::programs::{ProgramError, Xdp, XdpMode};
+use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 
 use aya::maps::Array;
 
 use crate::abi::{BenchFrame, BenchStats, BENCH_FRAME_LEN};
-use crate::error::{chain, load_error, map_error, Error};
+use crate::error::{chain, load_error, map_error, xdp_program, xdp_program_mut, Error};
 use crate::plan::AttachMode;
 use crate::testrun::{run_live, run_once, TestOutcome};
 
@@ -142,15 +142,7 @@ impl BenchPrograms {
     }
 
     fn prog_mut(ebpf: &mut Ebpf, p: BenchProgram) -> Result<&mut Xdp, Error> {
-        let name = p.name();
-        let prog = ebpf.program_mut(name).ok_or(Error::MissingObject {
-            kind: "program",
-            name,
-        })?;
-        prog.try_into().map_err(|e: ProgramError| Error::Load {
-            what: "program type",
-            reason: chain(&e),
-        })
+        xdp_program_mut(ebpf, p.name())
     }
 
     /// Attach `program` to `interface` of the caller's namespace.
@@ -190,19 +182,7 @@ impl BenchPrograms {
         self.frame
             .set(0, BenchFrame { bytes }, 0)
             .map_err(|e| map_error("halb_bench_frame", &e))?;
-        let name = BenchProgram::Send.name();
-        let prog: &Xdp = self
-            .ebpf
-            .program(name)
-            .ok_or(Error::MissingObject {
-                kind: "program",
-                name,
-            })?
-            .try_into()
-            .map_err(|e: ProgramError| Error::Load {
-                what: "program type",
-                reason: chain(&e),
-            })?;
+        let prog = xdp_program(&self.ebpf, BenchProgram::Send.name())?;
         run_live(prog, frame, ifindex, repeat, batch)
     }
 
@@ -215,37 +195,13 @@ impl BenchPrograms {
         frame: &[u8],
         ingress_ifindex: Option<u32>,
     ) -> Result<TestOutcome, Error> {
-        let name = program.name();
-        let prog: &Xdp = self
-            .ebpf
-            .program(name)
-            .ok_or(Error::MissingObject {
-                kind: "program",
-                name,
-            })?
-            .try_into()
-            .map_err(|e: ProgramError| Error::Load {
-                what: "program type",
-                reason: chain(&e),
-            })?;
+        let prog = xdp_program(&self.ebpf, program.name())?;
         run_once(prog, frame, ingress_ifindex)
     }
 
     /// The run-time statistics of `program` (see [`enable_run_stats`]).
     pub fn run_stats(&self, program: BenchProgram) -> Result<RunStats, Error> {
-        let name = program.name();
-        let prog: &Xdp = self
-            .ebpf
-            .program(name)
-            .ok_or(Error::MissingObject {
-                kind: "program",
-                name,
-            })?
-            .try_into()
-            .map_err(|e: ProgramError| Error::Load {
-                what: "program type",
-                reason: chain(&e),
-            })?;
+        let prog = xdp_program(&self.ebpf, program.name())?;
         run_stats(prog)
     }
 

@@ -14,7 +14,7 @@ use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::Ebpf;
 
 use crate::abi::{self, DecapKey, DecapStats};
-use crate::error::{chain, load_error, map_error, Error};
+use crate::error::{chain, load_error, map_error, xdp_program_mut, Error};
 use crate::plan::AttachMode;
 
 const PROGRAM: &str = "halb_decap";
@@ -36,14 +36,7 @@ impl std::fmt::Debug for Decap {
 }
 
 fn prog_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
-    let p = ebpf.program_mut(PROGRAM).ok_or(Error::MissingObject {
-        kind: "program",
-        name: PROGRAM,
-    })?;
-    p.try_into().map_err(|e: ProgramError| Error::Load {
-        what: "program type",
-        reason: chain(&e),
-    })
+    xdp_program_mut(ebpf, PROGRAM)
 }
 
 impl Decap {

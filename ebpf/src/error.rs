@@ -155,3 +155,35 @@ pub(crate) fn map_error(map: &'static str, err: &(dyn std::error::Error + 'stati
         reason: chain(err),
     }
 }
+
+/// The XDP program `name` of a loaded object.
+pub(crate) fn xdp_program<'a>(
+    ebpf: &'a aya::Ebpf,
+    name: &'static str,
+) -> Result<&'a aya::programs::Xdp, Error> {
+    let prog = ebpf.program(name).ok_or(Error::MissingObject {
+        kind: "program",
+        name,
+    })?;
+    prog.try_into()
+        .map_err(|e: aya::programs::ProgramError| Error::Load {
+            what: "program type",
+            reason: chain(&e),
+        })
+}
+
+/// The XDP program `name` of a loaded object, to load or attach.
+pub(crate) fn xdp_program_mut<'a>(
+    ebpf: &'a mut aya::Ebpf,
+    name: &'static str,
+) -> Result<&'a mut aya::programs::Xdp, Error> {
+    let prog = ebpf.program_mut(name).ok_or(Error::MissingObject {
+        kind: "program",
+        name,
+    })?;
+    prog.try_into()
+        .map_err(|e: aya::programs::ProgramError| Error::Load {
+            what: "program type",
+            reason: chain(&e),
+        })
+}
