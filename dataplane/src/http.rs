@@ -506,9 +506,9 @@ pub async fn serve(listener: TcpListener, frontend: FrontendHandle, shutdown: Sh
         let open = (ConnGuard::new(Arc::clone(&fe.shared)), permit);
         // The request is usually there already; if not, park (unless a
         // PROXY header is expected: the task reads that first).
-        let (inbuf, open) = match &parker {
+        let (stream, inbuf, open) = match &parker {
             Some(p) if !fe.cfg.accept_proxy_protocol => match first_bytes(&stream) {
-                First::Data(buf) => (buf, open),
+                First::Data(buf) => (stream, buf, open),
                 First::Closed => continue,
                 First::Nothing => {
                     let conn = crate::park::ParkedConn {
@@ -520,26 +520,30 @@ pub async fn serve(listener: TcpListener, frontend: FrontendHandle, shutdown: Sh
                     };
                     match p.park(conn, fe.cfg.timeouts.client_header) {
                         Ok(()) => continue,
-                        Err(conn) => {
-                            let crate::park::ParkedConn { stream, open, .. } = conn;
-                            spawn_conn(
-                                stream,
-                                peer,
-                                Vec::new(),
-                                &frontend,
-                                fe,
-                                &shutdown,
-                                open,
-                                &parker,
-                            );
-                            continue;
-                        }
+                        // Refused (the parker is stopping): a task takes it.
+                        Err(c) => (c.stream, Vec::new(), c.open),
                     }
                 }
             },
-            _ => (Vec::new(), open),
+            _ => (stream, Vec::new(), open),
         };
-        spawn_conn(stream, peer, inbuf, &frontend, fe, &shutdown, open, &parker);
+        let stream = match TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(frontend = %frontend.name(), client = %peer, error = %e, "cannot register a connection");
+                continue;
+            }
+        };
+        frontend.inner.tracker.spawn(crate::h1::serve_conn(
+            stream,
+            peer,
+            inbuf,
+            frontend.clone(),
+            fe,
+            shutdown.clone(),
+            open,
+            parker.clone(),
+        ));
     }
     tracing::info!(frontend = %frontend.name(), "listener stopped");
 }
@@ -589,38 +593,6 @@ fn first_bytes(stream: &std::net::TcpStream) -> First {
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => First::Nothing,
         Err(_) => First::Closed,
     }
-}
-
-/// Give an accepted connection its task (the fast path, with `inbuf`
-/// already read).
-#[allow(clippy::too_many_arguments)]
-fn spawn_conn(
-    stream: std::net::TcpStream,
-    peer: SocketAddr,
-    inbuf: Vec<u8>,
-    frontend: &FrontendHandle,
-    fe: Arc<FrontendRt>,
-    shutdown: &Shutdown,
-    open: (ConnGuard, Option<tokio::sync::OwnedSemaphorePermit>),
-    parker: &Option<Arc<crate::park::Parker>>,
-) {
-    let stream = match TcpStream::from_std(stream) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(frontend = %frontend.name(), client = %peer, error = %e, "cannot register a connection");
-            return;
-        }
-    };
-    frontend.inner.tracker.spawn(crate::h1::serve_conn(
-        stream,
-        peer,
-        inbuf,
-        frontend.clone(),
-        fe,
-        shutdown.clone(),
-        open,
-        parker.clone(),
-    ));
 }
 
 /// Serve a client connection with hyper: HTTP/2 (prior knowledge) when

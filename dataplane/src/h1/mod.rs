@@ -186,8 +186,9 @@ enum Served {
 /// header if configured, HTTP/1.1 requests on the fast path, and the rest
 /// (HTTP/2 included) by hyper with the bytes already read.
 ///
-/// This future is the connection's task itself (no wrapper around it), so
-/// an idle connection costs one task of about the size of [`Conn`].
+/// This future is the connection's task itself (no wrapper around it); a
+/// connection that idles past [`PARK_AFTER`] leaves it for the frontend's
+/// [`Parker`] and comes back through [`resume`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn serve_conn(
     stream: TcpStream,
@@ -199,17 +200,10 @@ pub(crate) fn serve_conn(
     open: (ConnGuard, Option<OwnedSemaphorePermit>),
     parker: Option<Arc<Parker>>,
 ) -> impl std::future::Future<Output = ()> + Send {
-    let started = Instant::now();
     run(Conn {
         stream,
         inbuf,
-        watch: ConnWatch {
-            stop: shutdown.watch_stopping(),
-            idle: None,
-            last_active: started,
-            first: true,
-            awake_since: started,
-        },
+        watch: ConnWatch::new(&shutdown, Instant::now(), true),
         ctx: ConnCtx {
             handle,
             client: peer,
@@ -257,13 +251,7 @@ pub(crate) fn resume(
     let c = Conn {
         stream,
         inbuf: Vec::new(),
-        watch: ConnWatch {
-            stop: shutdown.watch_stopping(),
-            idle: None,
-            last_active,
-            first,
-            awake_since: Instant::now(),
-        },
+        watch: ConnWatch::new(shutdown, last_active, first),
         ctx: ConnCtx {
             handle: handle.clone(),
             client,
@@ -469,6 +457,20 @@ struct ConnWatch {
     /// the parker): it parks [`PARK_AFTER`] after this or `last_active`,
     /// whichever is later.
     awake_since: Instant,
+}
+
+impl ConnWatch {
+    /// Watches for a connection last active at `last_active`, taken into
+    /// its task now.
+    fn new(shutdown: &Shutdown, last_active: Instant, first: bool) -> Self {
+        ConnWatch {
+            stop: shutdown.watch_stopping(),
+            idle: None,
+            last_active,
+            first,
+            awake_since: Instant::now(),
+        }
+    }
 }
 
 async fn refuse_431(stream: &mut TcpStream, fe: &FrontendRt) {
