@@ -4,7 +4,7 @@
 //! devices, and the client's view of who answers ARP for the VIP.
 #![allow(dead_code)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use serde_json::Value;
 use testsupport::{Bridge, Lab, MacAddr, Netns, NsChild, Packet, Port};
 
 use crate::common::{Node, HALB};
-use crate::vrrp_common::{Responder, PORT};
+use crate::vrrp_common::{probe_once, Responder};
 
 pub const VIP: &str = "10.0.0.100";
 /// The UDP port of the heartbeats.
@@ -288,16 +288,7 @@ impl ClusterLab {
     pub fn probe(&self) -> Option<String> {
         let vip = vip();
         self.client
-            .run(move || {
-                let sock = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).ok()?;
-                sock.set_read_timeout(Some(Duration::from_millis(150)))
-                    .ok()?;
-                sock.send_to(b"probe", (vip, PORT)).ok()?;
-                let mut buf = [0u8; 64];
-                let (n, _) = sock.recv_from(&mut buf).ok()?;
-                let text = String::from_utf8_lossy(&buf[..n]).to_string();
-                text.split(' ').next().map(str::to_string)
-            })
+            .run(move || probe_once(vip))
             .expect("probe thread")
     }
 

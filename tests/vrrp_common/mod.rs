@@ -132,21 +132,7 @@ impl Lan {
     /// One UDP probe from the client to `vip`: the answering router's name.
     pub fn probe(&self, vip: IpAddr) -> Option<String> {
         self.client
-            .run(move || {
-                let bind: SocketAddr = if vip.is_ipv6() {
-                    SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
-                } else {
-                    SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
-                };
-                let sock = UdpSocket::bind(bind).ok()?;
-                sock.set_read_timeout(Some(Duration::from_millis(150)))
-                    .ok()?;
-                sock.send_to(b"probe", (vip, PORT)).ok()?;
-                let mut buf = [0u8; 64];
-                let (n, _) = sock.recv_from(&mut buf).ok()?;
-                let text = String::from_utf8_lossy(&buf[..n]).to_string();
-                text.split(' ').next().map(str::to_string)
-            })
+            .run(move || probe_once(vip))
             .expect("probe thread")
     }
 
@@ -290,4 +276,22 @@ pub const VIP6: &str = "fd00::100";
 
 pub fn vip() -> IpAddr {
     VIP.parse().expect("ip")
+}
+
+/// One UDP probe to `vip`:`PORT` from the calling thread's namespace: the
+/// first word of the answer (the responder's name).
+pub fn probe_once(vip: IpAddr) -> Option<String> {
+    let bind: SocketAddr = if vip.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+    };
+    let sock = UdpSocket::bind(bind).ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(150)))
+        .ok()?;
+    sock.send_to(b"probe", (vip, PORT)).ok()?;
+    let mut buf = [0u8; 64];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    text.split(' ').next().map(str::to_string)
 }
