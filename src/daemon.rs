@@ -365,6 +365,8 @@ struct Inherited {
     channel: std::os::unix::net::UnixStream,
     listeners: Vec<dataplane::ListenerFd>,
     metrics: Option<std::net::TcpListener>,
+    /// VRRP instances the old process is master of.
+    vrrp_masters: std::collections::BTreeSet<String>,
 }
 
 /// Asks the running daemon at `socket` for its listening sockets.
@@ -409,6 +411,7 @@ async fn take_over(socket: &std::path::Path) -> Result<Inherited, String> {
             channel: stream,
             listeners,
             metrics,
+            vrrp_masters: meta.vrrp_masters.into_iter().collect(),
         })
     })
     .await
@@ -445,6 +448,7 @@ impl Daemon {
                 })
                 .collect(),
             metrics: metrics_fd.as_ref().and(self.telemetry.metrics_bound),
+            vrrp_masters: self.vrrp.masters().await,
         };
         let std_stream = match stream.into_std() {
             Ok(s) => s,
@@ -455,7 +459,8 @@ impl Daemon {
         };
         tracing::info!(
             sockets = meta.listeners.len(),
-            "upgrade: handing over the listening sockets"
+            vrrp_masters = ?meta.vrrp_masters,
+            "upgrade: handing over the listening sockets and VRRP mastership"
         );
         let outcome = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
             use std::io::BufRead as _;
@@ -572,7 +577,11 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
             return exit::STARTUP;
         }
     };
-    let vrrp = match VrrpPart::start(&config, cluster.vrrp_control()).await {
+    let masters = inherited
+        .as_mut()
+        .map(|i| std::mem::take(&mut i.vrrp_masters))
+        .unwrap_or_default();
+    let vrrp = match VrrpPart::start(&config, cluster.vrrp_control(), &masters).await {
         Ok(v) => v,
         Err(e) => {
             tracing::error!("{e}");
@@ -676,9 +685,15 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
     // VRRP masters resign (the peer takes the VIPs) while connections drain;
     // under cluster control the node leaves the cluster first (its VIPs are
     // released and handed over through the cluster).
+    // After an upgrade the new process is already master of what this
+    // one was: VRRP only stops here, leaving the VIPs in place.
     tokio::join!(daemon.dataplane.shutdown(shutdown_timeout), async {
         daemon.cluster.shutdown(deadline).await;
-        daemon.vrrp.shutdown(deadline).await
+        if reason == StopReason::Upgraded {
+            daemon.vrrp.detach(deadline).await
+        } else {
+            daemon.vrrp.shutdown(deadline).await
+        }
     });
     trigger.trigger();
     daemon.xdp.shutdown();

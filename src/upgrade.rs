@@ -13,6 +13,12 @@
 //! Message layout: a 4-byte big-endian length, then that many bytes of JSON
 //! ([`Handoff`]); the descriptors ride on the first byte, in the order of
 //! `Handoff::listeners` followed by the metrics listener if there is one.
+//!
+//! The description also names the VRRP instances the old process is master
+//! of. The new process continues as their master at once (an advert, no
+//! election, the VIPs never leave the interface), and the old one stops its
+//! instances without resigning, so a peer never sees the master go and the
+//! VIPs never move.
 #![allow(unsafe_code)]
 
 use std::io::{self, IoSlice, IoSliceMut, Read};
@@ -34,6 +40,11 @@ pub struct Handoff {
     pub listeners: Vec<HandedListener>,
     /// The bound address of the metrics listener, when one is handed over.
     pub metrics: Option<SocketAddr>,
+    /// VRRP instances the old process is master of: the new one continues
+    /// as their master at once (they carry no descriptor). Absent from an
+    /// older halb: none.
+    #[serde(default)]
+    pub vrrp_masters: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,6 +203,7 @@ mod tests {
                 },
             ],
             metrics: None,
+            vrrp_masters: vec!["front".into()],
         };
         send(&a, &meta, &[tcp.as_fd(), udp.as_fd()]).unwrap();
         let (got, fds) = receive(&b).unwrap();
@@ -216,8 +228,15 @@ mod tests {
         let meta = Handoff {
             listeners: vec![],
             metrics: None,
+            vrrp_masters: vec![],
         };
         assert!(send(&a, &meta, &[tcp.as_fd()]).is_err());
+    }
+
+    #[test]
+    fn a_description_from_an_older_halb_names_no_vrrp_master() {
+        let meta: Handoff = serde_json::from_str(r#"{"listeners":[],"metrics":null}"#).unwrap();
+        assert!(meta.vrrp_masters.is_empty());
     }
 
     #[test]

@@ -6,10 +6,14 @@
 mod common;
 mod vrrp_common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{http_get, metric};
-use vrrp_common::{config, config_with_metrics, front, instance, vip, wait_state, Lan, VIP};
+use vrrp_common::{
+    config, config_with_metrics, front, instance, probe_once, vip, wait_state, Lan, VIP,
+};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -548,4 +552,108 @@ fn vrrp_track_file_value_times_weight_moves_the_master() {
     let s1 = wait_state(&r1, "front", "master", T);
     assert_eq!(s1["effective_priority"], 180, "{s1}");
     lan.assert_via(vip(), "r1");
+}
+
+#[test]
+fn vrrp_upgrade_keeps_the_master_without_an_election_or_a_lost_probe() {
+    testsupport::require_root!();
+    let lan = Lan::new("vup", 2, false);
+    let log = lan.lab.dir().join("notify.log");
+    let script = lan.lab.dir().join("notify.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()),
+    )
+    .expect("script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let vips = format!("\"{VIP}/24\"");
+    let extra = format!("notify = [\"{}\"]", script.display());
+    let mut r1 = lan.start("r1", &config("r1", &front(150, &vips, &extra)));
+    wait_state(&r1, "front", "master", T);
+    let r2 = lan.start("r2", &config("r2", &front(100, &vips, "")));
+    wait_state(&r2, "front", "backup", T);
+    lan.assert_via(vip(), "r1");
+    let r2_before = instance(&r2, "front");
+
+    // The client probes the VIP every 10 ms through the whole upgrade.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let vip = vip();
+    let prober = lan
+        .client
+        .spawn_thread(move || {
+            let mut answers = Vec::new();
+            for _ in 0..3000 {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                answers.push(probe_once(vip));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            answers
+        })
+        .expect("prober");
+    std::thread::sleep(Duration::from_millis(200));
+
+    let new = r1.upgrade();
+    let (code, old_log) = r1.wait_exit(T);
+    assert_eq!(code, Some(0), "old process log:\n{old_log}");
+    assert!(
+        old_log.contains("handed over to the new process"),
+        "old process log:\n{old_log}"
+    );
+    let s1 = wait_state(&new, "front", "master", T);
+    assert_eq!(s1["last_transition"]["reason"], "upgrade", "{s1}");
+    assert_eq!(s1["last_transition"]["from"], "initialize", "{s1}");
+    assert_eq!(s1["vips_held"], true, "{s1}");
+    // A few advert intervals of the new master alone, then stop probing.
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let answers = prober
+        .join()
+        .expect("prober thread")
+        .expect("prober result");
+    assert!(answers.len() > 20, "only {} probes", answers.len());
+    let not_r1: Vec<_> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.as_deref() != Some("r1"))
+        .collect();
+    assert!(
+        not_r1.is_empty(),
+        "{} of {} probes not answered by r1: {:?}",
+        not_r1.len(),
+        answers.len(),
+        &not_r1[..not_r1.len().min(5)]
+    );
+
+    // r2 never left backup: no transition, no mastership, no VIP.
+    let r2_after = wait_state(&r2, "front", "backup", T);
+    assert_eq!(
+        r2_after["last_transition"], r2_before["last_transition"],
+        "r2 changed state during the upgrade: {r2_after}"
+    );
+    assert_eq!(r2_after["counters"]["became_master"], 0, "{r2_after}");
+    assert_eq!(r2_after["master"], "10.0.0.1", "{r2_after}");
+    assert!(!lan.holds("r2", vip));
+    assert!(lan.holds("r1", vip));
+    lan.assert_via(vip, "r1");
+
+    // No notify program ran for the hand-over.
+    let text = std::fs::read_to_string(&log).expect("notify log");
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        vec!["INSTANCE front BACKUP 150", "INSTANCE front MASTER 150"],
+        "notify calls"
+    );
+
+    // The new process is a full master: SIGTERM resigns to r2.
+    let mut new = new;
+    assert_eq!(new.stop(T), Some(0), "log:\n{}", new.log());
+    let s2 = wait_state(&r2, "front", "master", T);
+    assert_eq!(s2["last_transition"]["reason"], "resign_received", "{s2}");
+    lan.assert_via(vip, "r2");
+    let text = std::fs::read_to_string(&log).expect("notify log");
+    assert_eq!(text.lines().last(), Some("INSTANCE front STOP 150"));
 }

@@ -2,6 +2,7 @@
 //! `vrrp::driver`, reloaded as a diff, `node standby|unstandby`, and a
 //! status section for `halb status` and the stats page.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -113,9 +114,16 @@ impl VrrpPart {
     /// Starts every `[[vrrp]]` instance (none: an idle part), under cluster
     /// control when `control` is given. Needs the metrics recorder
     /// installed first.
-    pub async fn start(config: &Config, control: Option<Control>) -> Result<VrrpPart, String> {
+    ///
+    /// `masters`: instances the process this one replaces was master of
+    /// (`halb run --upgrade`); they continue as master at once.
+    pub async fn start(
+        config: &Config,
+        control: Option<Control>,
+        masters: &BTreeSet<String>,
+    ) -> Result<VrrpPart, String> {
         let specs = specs(config)?;
-        let driver = Driver::start_controlled(specs, false, control)
+        let driver = Driver::start_adopting(specs, false, control, masters)
             .await
             .map_err(|e| e.to_string())?;
         Ok(VrrpPart {
@@ -165,6 +173,26 @@ impl VrrpPart {
         } else {
             format!("unstandby: {n} VRRP instance(s) take part in the election again")
         })
+    }
+
+    /// The instances that are master now (handed to a new process by
+    /// `halb run --upgrade`).
+    pub async fn masters(&self) -> Vec<String> {
+        self.driver
+            .lock()
+            .await
+            .status()
+            .iter()
+            .filter(|i| i.state == vrrp::router::StateKind::Master)
+            .map(|i| i.name.clone())
+            .collect()
+    }
+
+    /// After `halb run --upgrade`: stop without resigning, leaving the VIPs
+    /// to the new process, which continues as master.
+    pub async fn detach(&self, deadline: tokio::time::Instant) {
+        self.driver.lock().await.detach(deadline).await;
+        tracing::info!("vrrp handed over to the new process");
     }
 
     /// Masters resign (priority 0) and release their VIPs, by `deadline`.

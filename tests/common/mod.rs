@@ -130,6 +130,45 @@ impl Node {
         child.wait_exit(limit).expect("exit after SIGTERM").code()
     }
 
+    /// `halb run --upgrade` with this node's config, in its namespace: the
+    /// returned node is the new process, once it answers on the admin
+    /// socket (the old one exits by itself after the hand-over).
+    pub fn upgrade(&self) -> Node {
+        let child = self
+            .ns
+            .command(HALB)
+            .args(["run", "--upgrade", "-c"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info,halb=debug,vrrp=debug")
+            .spawn()
+            .expect("spawn halb --upgrade");
+        let pid = child.pid();
+        let node = Node {
+            ns: self.ns.clone(),
+            name: format!("{}-new", self.name),
+            config: self.config.clone(),
+            socket: self.socket.clone(),
+            child: Some(child),
+        };
+        node.wait_status(
+            "the new process on the admin socket",
+            Duration::from_secs(20),
+            |s| s["pid"] == pid,
+        );
+        node
+    }
+
+    /// Waits for the process to exit by itself; its exit code and output.
+    pub fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, String) {
+        let mut child = self.child.take().expect("running");
+        let status = child.wait_exit(limit);
+        let log = child.output_so_far();
+        let code = status
+            .unwrap_or_else(|e| panic!("{}: did not exit: {e}\nlog:\n{log}", self.name))
+            .code();
+        (code, log)
+    }
+
     /// SIGKILL: a crash.
     pub fn crash(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -298,6 +298,10 @@ pub enum TransitionReason {
     Takeover,
     /// Followed a sync-group member.
     SyncGroup,
+    /// Initialize -> Master: a new halb process took over the instance its
+    /// predecessor was master of (`halb run --upgrade`); the VIPs never
+    /// left the interface.
+    Upgrade,
 }
 
 impl TransitionReason {
@@ -316,6 +320,7 @@ impl TransitionReason {
             TransitionReason::Standby => "standby",
             TransitionReason::Takeover => "takeover",
             TransitionReason::SyncGroup => "sync_group",
+            TransitionReason::Upgrade => "upgrade",
         }
     }
 }

@@ -60,6 +60,12 @@ pub(crate) enum Command {
         deadline: Instant,
         done: oneshot::Sender<()>,
     },
+    /// Stop without resigning and without touching the interface: the VIPs
+    /// (and a virtual MAC interface) stay for the process that takes this
+    /// instance over (`halb run --upgrade`). No notify program runs.
+    Detach {
+        done: oneshot::Sender<()>,
+    },
     /// Apply a new spec of the same identity (see `InstanceSpec::identity_differs`).
     Reload {
         spec: Box<InstanceSpec>,
@@ -149,6 +155,11 @@ pub(crate) struct Instance {
     waiting: Option<String>,
     retry_at: Option<Instant>,
     cleaned_up: bool,
+    /// Take over as master at the first setup, without an election: the
+    /// process this one replaces was master (`halb run --upgrade`).
+    adopt_master: bool,
+    /// Detached: the task ends without releasing anything.
+    detached: bool,
     rx_pause_until: Option<Instant>,
     send_failing: bool,
     last_transition: Option<TransitionRecord>,
@@ -320,16 +331,29 @@ impl Tracking {
     }
 }
 
+/// How an instance starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StartAs {
+    /// Administrative standby (`halb node standby`).
+    pub(crate) standby: bool,
+    /// Continue as the master a replaced process was (`halb run --upgrade`).
+    pub(crate) adopt_master: bool,
+}
+
 impl Instance {
     pub(crate) async fn spawn(
         spec: InstanceSpec,
         nl: Netlink,
         local_vrids: LocalVrids,
-        standby: bool,
+        start: StartAs,
         control: Option<&Control>,
         group: Option<GroupLink>,
         cmd_rx: mpsc::UnboundedReceiver<Command>,
     ) -> Result<(watch::Receiver<InstanceStatus>, JoinHandle<()>), crate::Error> {
+        let StartAs {
+            standby,
+            adopt_master,
+        } = start;
         let tracking = Tracking::start(&spec, None).await?;
         let own_link_up = tracking
             .link_up
@@ -359,7 +383,9 @@ impl Instance {
             stopping: None,
             waiting: Some("starting".into()),
             retry_at: Some(Instant::now()),
-            cleaned_up: false,
+            cleaned_up: adopt_master,
+            adopt_master,
+            detached: false,
             rx_pause_until: None,
             send_failing: false,
             last_transition: None,
@@ -590,8 +616,37 @@ impl Instance {
             });
         }
         metrics::priority(&self.spec.name, outcome.priority.0);
+        if std::mem::take(&mut self.adopt_master) {
+            self.adopt(now).await;
+            return Ok(());
+        }
         self.run_actions(Mode::Normal).await;
         Ok(())
+    }
+
+    /// Continue as the master the replaced process was: an advert at once,
+    /// the VIPs (still on the interface) taken as held, no election and no
+    /// notify. A router that may not be master (fault, standby, a gate)
+    /// stays backup like at any start.
+    async fn adopt(&mut self, now: std::time::Instant) {
+        let Some(r) = self.router.as_mut() else {
+            return;
+        };
+        if !r.is_master() {
+            r.handle(now, Input::ForceTakeover);
+        }
+        if !r.is_master() {
+            self.run_actions(Mode::Normal).await;
+            return;
+        }
+        self.run_actions(Mode::Rebuild).await;
+        info!(instance = %self.spec.name, "vrrp instance taken over from the previous process as master");
+        self.on_transition(
+            StateKind::Initialize,
+            StateKind::Master,
+            TransitionReason::Upgrade.as_str(),
+            TransitionReason::Upgrade,
+        );
     }
 
     async fn resolve_primary(&self, ifindex: u32) -> Result<IpAddr, String> {
@@ -634,6 +689,10 @@ impl Instance {
                     s.0 = s.0.min(deadline);
                     let _ = done.send(());
                 }
+            }
+            Command::Detach { done } => {
+                self.detach();
+                let _ = done.send(());
             }
             Command::Reload { spec, done } => {
                 if self.stopping.is_none() {
@@ -1000,8 +1059,12 @@ impl Instance {
             to,
             reason: reason_text.to_owned(),
         });
-        if let Some(n) = &self.notifier {
-            n.notify(notify_state(to), priority.0);
+        // A hand-over between processes changes nothing a notify program
+        // acts on: the node stays master.
+        if reason != TransitionReason::Upgrade {
+            if let Some(n) = &self.notifier {
+                n.notify(notify_state(to), priority.0);
+            }
         }
         if let Some(g) = &self.group {
             g.send(GroupEvent::Transition {
@@ -1327,6 +1390,23 @@ impl Instance {
 
     // ----- shutdown ----------------------------------------------------
 
+    /// Leave the instance to the process that replaces this one: stop
+    /// sending (adverts, gratuitous ARP) and end, keeping the VIPs and the
+    /// virtual MAC interface.
+    fn detach(&mut self) {
+        self.stop_bursts();
+        self.stop_refresh();
+        self.release_at = None;
+        self.retry_at = None;
+        self.notifier = None;
+        self.detached = true;
+        let state = self
+            .router
+            .as_ref()
+            .map_or(StateKind::Initialize, |r| r.state_kind());
+        info!(instance = %self.spec.name, %state, "vrrp instance handed over to the new process");
+    }
+
     async fn begin_shutdown(&mut self, deadline: Instant, done: Option<oneshot::Sender<()>>) {
         self.stopping = Some((deadline, done));
         self.retry_at = None;
@@ -1342,6 +1422,9 @@ impl Instance {
 
     /// Ends the task once a shutdown has released the VIPs (or its deadline passed).
     async fn finish_if_done(&mut self) -> bool {
+        if self.detached {
+            return true;
+        }
         let Some((deadline, _)) = &self.stopping else {
             return false;
         };

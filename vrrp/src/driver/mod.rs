@@ -47,7 +47,7 @@ pub use spec::{FileTrack, GarpSpec, InstanceSpec, ScriptTrack};
 pub use status::{Counters, InstanceStatus, TransitionRecord};
 
 use group::GroupHandle;
-use instance::{Command, Instance, LocalVrids};
+use instance::{Command, Instance, LocalVrids, StartAs};
 
 struct Handle {
     spec: InstanceSpec,
@@ -126,6 +126,21 @@ impl Driver {
         standby: bool,
         control: Option<Control>,
     ) -> Result<Driver, DriverError> {
+        Driver::start_adopting(specs, standby, control, &BTreeSet::new()).await
+    }
+
+    /// [`Driver::start_controlled`] in a process that replaces another one
+    /// (`halb run --upgrade`): the instances named in `masters` were master
+    /// there and continue as master here at once, on the VIPs already on
+    /// the interface, without an election (unless a fault, standby or
+    /// gate forbids it; then they start as backup). The old process
+    /// stops with [`Driver::detach`].
+    pub async fn start_adopting(
+        specs: Vec<InstanceSpec>,
+        standby: bool,
+        control: Option<Control>,
+        masters: &BTreeSet<String>,
+    ) -> Result<Driver, DriverError> {
         check(&specs)?;
         metrics::describe();
         let nl = Netlink::connect()?;
@@ -137,7 +152,7 @@ impl Driver {
             local_vrids: Arc::new(RwLock::new(vrid_keys(&specs))),
             control,
         };
-        d.spawn_all(specs, &[]).await?;
+        d.spawn_all(specs, &[], masters).await?;
         Ok(d)
     }
 
@@ -147,6 +162,7 @@ impl Driver {
         &mut self,
         specs: Vec<InstanceSpec>,
         regroup: &[String],
+        masters: &BTreeSet<String>,
     ) -> Result<(), DriverError> {
         let mut channels = BTreeMap::new();
         for s in &specs {
@@ -205,7 +221,10 @@ impl Driver {
                 s.clone(),
                 self.nl.clone(),
                 self.local_vrids.clone(),
-                self.standby,
+                StartAs {
+                    standby: self.standby,
+                    adopt_master: masters.contains(&s.name),
+                },
                 self.control.as_ref(),
                 link,
                 rx,
@@ -307,7 +326,7 @@ impl Driver {
                 let _ = h.cmd.send(Command::SetGroup(None));
             }
         }
-        self.spawn_all(fresh, &regroup).await?;
+        self.spawn_all(fresh, &regroup, &BTreeSet::new()).await?;
         for c in &changes {
             info!("{c}");
         }
@@ -364,6 +383,28 @@ impl Driver {
         }
         for w in waits {
             let _ = w.await;
+        }
+        for (_, g) in std::mem::take(&mut self.groups) {
+            g.stop();
+        }
+    }
+}
+
+impl Driver {
+    /// Stops every instance without resigning and without touching the
+    /// interfaces: the VIPs stay for the process that took over (`halb run
+    /// --upgrade`), which continues as master where this one was.
+    pub async fn detach(&mut self, deadline: Instant) {
+        for (name, h) in std::mem::take(&mut self.instances) {
+            let (done, wait) = oneshot::channel();
+            let mut task = h.task;
+            if h.cmd.send(Command::Detach { done }).is_ok() {
+                let _ = tokio::time::timeout_at(deadline, wait).await;
+            }
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                warn!(instance = %name, "vrrp instance did not detach by the deadline; cut");
+                task.abort();
+            }
         }
         for (_, g) in std::mem::take(&mut self.groups) {
             g.stop();
