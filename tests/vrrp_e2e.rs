@@ -361,10 +361,10 @@ fn vrrp_sync_group_members_move_together() {
     }
 }
 
-#[test]
-fn vrrp_notify_program_gets_keepalived_arguments() {
-    testsupport::require_root!();
-    let lan = Lan::new("vnt", 1, false);
+/// A notify program that appends its arguments to a log file in the lab:
+/// the log's path, and the `notify = [...]` config line.
+fn notify_logger(lan: &Lan) -> (std::path::PathBuf, String) {
+    use std::os::unix::fs::PermissionsExt;
     let log = lan.lab.dir().join("notify.log");
     let script = lan.lab.dir().join("notify.sh");
     std::fs::write(
@@ -372,10 +372,16 @@ fn vrrp_notify_program_gets_keepalived_arguments() {
         format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()),
     )
     .expect("script");
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (log, format!("notify = [\"{}\"]", script.display()))
+}
+
+#[test]
+fn vrrp_notify_program_gets_keepalived_arguments() {
+    testsupport::require_root!();
+    let lan = Lan::new("vnt", 1, false);
+    let (log, extra) = notify_logger(&lan);
     let vips = format!("\"{VIP}/24\"");
-    let extra = format!("notify = [\"{}\"]", script.display());
     let mut r1 = lan.start("r1", &config("r1", &front(120, &vips, &extra)));
     wait_state(&r1, "front", "master", T);
     lan.assert_via(vip(), "r1");
@@ -558,17 +564,8 @@ fn vrrp_track_file_value_times_weight_moves_the_master() {
 fn vrrp_upgrade_keeps_the_master_without_an_election_or_a_lost_probe() {
     testsupport::require_root!();
     let lan = Lan::new("vup", 2, false);
-    let log = lan.lab.dir().join("notify.log");
-    let script = lan.lab.dir().join("notify.sh");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()),
-    )
-    .expect("script");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (log, extra) = notify_logger(&lan);
     let vips = format!("\"{VIP}/24\"");
-    let extra = format!("notify = [\"{}\"]", script.display());
     let mut r1 = lan.start("r1", &config("r1", &front(150, &vips, &extra)));
     wait_state(&r1, "front", "master", T);
     let r2 = lan.start("r2", &config("r2", &front(100, &vips, "")));
