@@ -636,7 +636,11 @@ impl Instance {
             r.handle(now, Input::ForceTakeover);
         }
         if !r.is_master() {
+            // The old process leaves the VIPs on the interface: take them
+            // off, or this backup would answer for them beside the master.
+            warn!(instance = %self.spec.name, state = %r.state_kind(), "cannot continue as master after the upgrade (fault, standby or cluster gate); releasing the VIPs");
             self.run_actions(Mode::Normal).await;
+            self.del_vips().await;
             return;
         }
         self.run_actions(Mode::Rebuild).await;
