@@ -14,16 +14,20 @@ use vrrp_common::{config, vip, wait_state, Lan, VIP};
 const T: Duration = Duration::from_secs(15);
 
 /// keepalived in router `name`'s namespace with a per-test config.
-fn keepalived(lan: &Lan, name: &str, version: u8, priority: u8) -> NsChild {
+/// `auth`: a VRRPv2 simple-text password (`auth_type PASS`).
+fn keepalived(lan: &Lan, name: &str, version: u8, priority: u8, auth: Option<&str>) -> NsChild {
     let dir = lan.lab.dir();
     let conf = dir.join(format!("{name}-keepalived.conf"));
     let advert = if version == 2 { "1" } else { "0.1" };
+    let auth = auth.map_or(String::new(), |p| {
+        format!("  authentication {{\n    auth_type PASS\n    auth_pass {p}\n  }}\n")
+    });
     std::fs::write(
         &conf,
         format!(
             "global_defs {{\n  router_id {name}\n  vrrp_version {version}\n}}\n\
              vrrp_instance front {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n\
-             priority {priority}\n  advert_int {advert}\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+             priority {priority}\n  advert_int {advert}\n{auth}  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
         ),
     )
     .expect("keepalived config");
@@ -45,14 +49,15 @@ fn keepalived(lan: &Lan, name: &str, version: u8, priority: u8) -> NsChild {
         .expect("spawn keepalived")
 }
 
-fn halb_config(name: &str, version: u8, priority: u8) -> String {
+fn halb_config(name: &str, version: u8, priority: u8, auth: Option<&str>) -> String {
     let advert = if version == 2 { "1s" } else { "100ms" };
+    let auth = auth.map_or(String::new(), |p| format!("auth_pass = \"{p}\"\n"));
     config(
         name,
         &format!(
             "[[vrrp]]\nname = \"front\"\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
              version = {version}\nadvert_interval = \"{advert}\"\nvirtual_ips = [\"{VIP}/24\"]\n\
-             garp = {{ repeat = 3, interval = \"10ms\" }}\n"
+             garp = {{ repeat = 3, interval = \"10ms\" }}\n{auth}"
         ),
     )
 }
@@ -77,8 +82,8 @@ fn wait_log(k: &NsChild, needle: &str, times: usize, limit: Duration) {
 /// when halb is killed, and gives the VIP back when halb returns.
 fn halb_master_keepalived_backup(version: u8) {
     let lan = Lan::new(&format!("ka{version}h"), 2, false);
-    let mut halb = lan.start("r1", &halb_config("r1", version, 150));
-    let ka = keepalived(&lan, "r2", version, 100);
+    let mut halb = lan.start("r1", &halb_config("r1", version, 150, None));
+    let ka = keepalived(&lan, "r2", version, 100, None);
     wait_state(&halb, "front", "master", T);
     wait_log(&ka, "Entering BACKUP STATE", 1, T);
     let s = halb.wait_status("keepalived's adverts heard", T, |s| {
@@ -92,7 +97,7 @@ fn halb_master_keepalived_backup(version: u8) {
     wait_log(&ka, "Entering MASTER STATE", 1, T);
     lan.assert_via(vip(), "r2");
 
-    let halb = lan.start("r1", &halb_config("r1", version, 150));
+    let halb = lan.start("r1", &halb_config("r1", version, 150, None));
     let s = wait_state(&halb, "front", "master", T);
     assert_eq!(s["last_transition"]["reason"], "preempted", "{s}");
     wait_log(&ka, "Entering BACKUP STATE", 2, T);
@@ -113,8 +118,8 @@ fn halb_master_keepalived_backup(version: u8) {
 /// when keepalived is killed, and gives the VIP back when it returns.
 fn keepalived_master_halb_backup(version: u8) {
     let lan = Lan::new(&format!("ka{version}k"), 2, false);
-    let mut ka = keepalived(&lan, "r1", version, 150);
-    let halb: Node = lan.start("r2", &halb_config("r2", version, 100));
+    let mut ka = keepalived(&lan, "r1", version, 150, None);
+    let halb: Node = lan.start("r2", &halb_config("r2", version, 100, None));
     wait_log(&ka, "Entering MASTER STATE", 1, T);
     let s = wait_state(&halb, "front", "backup", T);
     let s = if s["master"] == "10.0.0.1" {
@@ -135,7 +140,7 @@ fn keepalived_master_halb_backup(version: u8) {
     lan.assert_via(vip(), "r2");
 
     // keepalived comes back with the higher priority and preempts.
-    let ka = keepalived(&lan, "r1", version, 150);
+    let ka = keepalived(&lan, "r1", version, 150, None);
     wait_log(&ka, "Entering MASTER STATE", 1, T);
     let s = wait_state(&halb, "front", "backup", T);
     assert_eq!(
@@ -177,4 +182,57 @@ fn vrrp_keepalived_v2_keepalived_master_halb_backup() {
     testsupport::require_root!();
     testsupport::require_tool!("keepalived");
     keepalived_master_halb_backup(2);
+}
+
+/// keepalived's `authentication { auth_type PASS }` (VRRPv2) both ways:
+/// keepalived at a lower priority stays backup behind halb (it accepts
+/// halb's adverts), halb at a lower priority stays backup behind
+/// keepalived (it accepts keepalived's), and a wrong password is dropped
+/// and counted.
+#[test]
+fn vrrp_keepalived_v2_auth_pass_both_ways() {
+    testsupport::require_root!();
+    testsupport::require_tool!("keepalived");
+    let lan = Lan::new("ka2p", 2, false);
+    let pass = Some("s3cret");
+    let mut halb = lan.start("r1", &halb_config("r1", 2, 150, pass));
+    let ka = keepalived(&lan, "r2", 2, 100, pass);
+    wait_state(&halb, "front", "master", T);
+    wait_log(&ka, "Entering BACKUP STATE", 1, T);
+    // Longer than keepalived's master-down interval (3 x 1 s + skew): had it
+    // refused halb's adverts, it would have become master by now.
+    std::thread::sleep(Duration::from_millis(4500));
+    assert!(
+        !ka.output_so_far().contains("Entering MASTER STATE"),
+        "keepalived did not accept halb's authenticated adverts:\n{}",
+        ka.output_so_far()
+    );
+    lan.assert_via(vip(), "r1");
+
+    halb.crash();
+    wait_log(&ka, "Entering MASTER STATE", 1, T);
+    let mut halb = lan.start("r1", &halb_config("r1", 2, 50, pass));
+    let s = halb.wait_status("keepalived's authenticated adverts", T, |s| {
+        s["vrrp"]["instances"][0]["counters"]["adverts_received"]
+            .as_u64()
+            .is_some_and(|n| n >= 2)
+    });
+    let i = &s["vrrp"]["instances"][0];
+    assert_eq!(i["state"], "backup", "{i}");
+    assert_eq!(i["master"], "10.0.0.2", "{i}");
+    assert_eq!(i["counters"]["rx_dropped"], 0, "{i}");
+    lan.assert_via(vip(), "r2");
+
+    // A wrong password: keepalived's adverts are dropped and counted.
+    halb.crash();
+    let halb = lan.start("r1", &halb_config("r1", 2, 50, Some("wrong")));
+    let s = halb.wait_status("dropped adverts", T, |s| {
+        s["vrrp"]["instances"][0]["counters"]["rx_dropped"]
+            .as_u64()
+            .is_some_and(|n| n >= 2)
+    });
+    assert_eq!(
+        s["vrrp"]["instances"][0]["counters"]["adverts_received"], 0,
+        "{s}"
+    );
 }

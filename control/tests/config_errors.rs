@@ -231,7 +231,7 @@ fn unknown_key_in_vrrp_does_not_hide_bad_vrid() {
             (
                 7,
                 1,
-                "unknown key 'vridd', expected one of: name, interface, vrid, priority, version, advert_interval, preempt, preempt_delay, accept_mode, virtual_ips, unicast_peers, unicast_source, garp, track_interfaces, track_scripts, track_files, notify, notify_timeout, use_vmac, v3_checksum, sync_group",
+                "unknown key 'vridd', expected one of: name, interface, vrid, priority, version, advert_interval, preempt, preempt_delay, accept_mode, virtual_ips, unicast_peers, unicast_source, garp, track_interfaces, track_scripts, track_files, notify, notify_timeout, use_vmac, v3_checksum, auth_pass, sync_group",
             ),
         ],
     );
@@ -1034,5 +1034,30 @@ fn array_element_that_is_not_a_table() {
             (5, 60, "servers[0].weight must be an integer, got -1.5"),
             (5, 68, "servers[1] must be a table, got 7"),
         ],
+    );
+}
+
+#[test]
+fn vrrp_auth_pass_is_version_2_only_one_to_eight_bytes_and_never_echoed() {
+    let text = with_node(concat!(
+        "[[vrrp]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\n",
+        "virtual_ips = [\"10.0.0.1\"]\nauth_pass = \"secret\"\n",
+        "[[vrrp]]\nname = \"b\"\ninterface = \"eth0\"\nvrid = 2\nversion = 2\n",
+        "virtual_ips = [\"10.0.0.2\"]\nauth_pass = \"123456789\"\n",
+        "[[vrrp]]\nname = \"c\"\ninterface = \"eth0\"\nvrid = 3\nversion = 2\n",
+        "virtual_ips = [\"10.0.0.3\"]\nauth_pass = \"\"\n",
+    ));
+    check(
+        &text,
+        &[
+            (8, 13, "auth_pass is VRRPv2 authentication; version 3 adverts carry none (RFC 5798); set version = 2 or remove it"),
+            (15, 13, "auth_pass is 9 bytes; VRRPv2 carries at most 8 (keepalived silently uses the first 8)"),
+            (22, 13, "auth_pass must not be empty"),
+        ],
+    );
+    let all: String = errors(&text).into_iter().map(|(_, _, m)| m).collect();
+    assert!(
+        !all.contains("secret") && !all.contains("123456789"),
+        "{all}"
     );
 }

@@ -170,6 +170,22 @@ fn bare_vip_is_a_host_route_and_v2_whole_seconds_are_fine() {
     assert_eq!(v.garp.interval, Duration::from_millis(10));
     assert!(v.preempt);
     assert!(!v.accept_mode);
+    assert_eq!(v.auth_pass, None);
+}
+
+#[test]
+fn v2_auth_pass_is_kept_and_not_serialized() {
+    let c = parse(
+        "[node]\nname = \"a\"\n[[vrrp]]\nname = \"v\"\ninterface = \"eth0\"\nvrid = 1\nversion = 2\nvirtual_ips = [\"10.0.0.1\"]\nauth_pass = \"s3cret!8\"\n",
+        "t.toml",
+    )
+    .expect("valid");
+    assert_eq!(c.vrrp[0].auth_pass.as_deref(), Some("s3cret!8"));
+    let json = serde_json::to_string(&c.vrrp[0]).expect("json");
+    assert!(
+        !json.contains("s3cret") && !json.contains("auth_pass"),
+        "{json}"
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use vrrp::driver::{
 };
 use vrrp::io::{NotifyPrograms, Vip};
 use vrrp::track::TrackInterface;
-use vrrp::wire::{V3Ipv4Checksum, Version};
+use vrrp::wire::{V2Auth, V3Ipv4Checksum, Version};
 use vrrp::{Centisecs, Priority, VrId};
 
 use crate::admin::NodeAction;
@@ -98,6 +98,10 @@ pub fn spec(c: &VrrpConfig) -> Result<InstanceSpec, String> {
             V3Checksum::PseudoHeader => V3Ipv4Checksum::PseudoHeader,
             V3Checksum::Rfc => V3Ipv4Checksum::MessageOnly,
         },
+        v2_auth: c
+            .auth_pass
+            .as_ref()
+            .map_or(V2Auth::NONE, |p| V2Auth::simple_text(p.as_bytes())),
         sync_group: c.sync_group.clone(),
     })
 }

@@ -66,6 +66,9 @@ pub struct RouterConfig {
     pub primary_address: IpAddr,
     /// The virtual addresses, all of `primary_address`'s family.
     pub virtual_addresses: Vec<IpAddr>,
+    /// VRRPv2 authentication sent in adverts and required of received ones
+    /// (RFC 2338 simple text, or none). Not used by v3.
+    pub v2_auth: V2Auth,
 }
 
 impl RouterConfig {
@@ -85,6 +88,7 @@ impl RouterConfig {
             accept_mode: false,
             primary_address,
             virtual_addresses,
+            v2_auth: V2Auth::NONE,
         }
     }
 
@@ -484,22 +488,25 @@ impl Router {
             interval: self.interval_field,
             addresses: self.config.virtual_addresses.clone(),
             auth: match self.config.version {
-                Version::V2 => Some(V2Auth::NONE),
+                Version::V2 => Some(self.config.v2_auth),
                 Version::V3 => None,
             },
         }
     }
 
     /// Receive checks for this instance, in multicast mode with our primary
-    /// address as the only local address; the driver adds unicast peers,
-    /// other local addresses and v2 authentication as configured.
+    /// address as the only local address; the driver adds unicast peers
+    /// and other local addresses as configured.
     pub fn rx_policy(&self) -> RxPolicy {
         RxPolicy {
             version: self.config.version,
             vrid: self.config.vrid,
             family: self.config.family(),
             advert_interval: self.config.advert_interval,
-            v2_auth: V2Auth::NONE,
+            v2_auth: match self.config.version {
+                Version::V2 => self.config.v2_auth,
+                Version::V3 => V2Auth::NONE,
+            },
             virtual_addresses: self.config.virtual_addresses.clone(),
             unicast_peers: Vec::new(),
             local_addresses: vec![self.config.primary_address],

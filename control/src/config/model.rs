@@ -226,6 +226,13 @@ pub struct VrrpConfig {
     pub use_vmac: bool,
     /// `v3_checksum` (default `"pseudo-header"`): see [`V3Checksum`].
     pub v3_checksum: V3Checksum,
+    /// `auth_pass` (optional, version 2 only, 1 to 8 bytes): RFC 2338
+    /// simple-text authentication, keepalived's `authentication { auth_type
+    /// PASS auth_pass ... }`. Adverts carry it, and adverts without this
+    /// exact password are dropped (counted). Absent: no authentication
+    /// (type 0, keepalived's default). Never shown in status output.
+    #[serde(skip_serializing)]
+    pub auth_pass: Option<String>,
     /// `sync_group` (optional, `[A-Za-z0-9._-]`): instances with the same
     /// sync group change state together (one faults, all go backup).
     pub sync_group: Option<String>,

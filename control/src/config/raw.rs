@@ -77,6 +77,7 @@ pub(crate) struct RawVrrp {
     pub(crate) notify_timeout: Option<Dur>,
     pub(crate) use_vmac: Option<Bool>,
     pub(crate) v3_checksum: Option<Str>,
+    pub(crate) auth_pass: Option<Str>,
     pub(crate) sync_group: Option<Str>,
 }
 

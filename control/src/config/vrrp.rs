@@ -317,6 +317,28 @@ fn check_one(ck: &mut Check<'_, '_>, raw: &RawVrrp, span: &Range<usize>) -> Chec
         .sync_group
         .as_ref()
         .and_then(|v| ck.name_value(v, "sync_group"));
+    let auth_pass = raw.auth_pass.as_ref().and_then(|v| {
+        // The password itself never goes into an error message.
+        let pass = ck.non_empty(v, "auth_pass")?;
+        if version == Some(VrrpVersion::V3) {
+            ck.err(
+                &v.span(),
+                "auth_pass is VRRPv2 authentication; version 3 adverts carry none (RFC 5798); set version = 2 or remove it",
+            );
+            return None;
+        }
+        if pass.len() > 8 {
+            ck.err(
+                &v.span(),
+                format!(
+                    "auth_pass is {} bytes; VRRPv2 carries at most 8 (keepalived silently uses the first 8)",
+                    pass.len()
+                ),
+            );
+            return None;
+        }
+        Some(pass)
+    });
 
     let config = VrrpConfig {
         name: name.as_ref().map(|(n, _)| n.clone()).unwrap_or_default(),
@@ -339,6 +361,7 @@ fn check_one(ck: &mut Check<'_, '_>, raw: &RawVrrp, span: &Range<usize>) -> Chec
         notify_timeout: notify_timeout.unwrap_or_default(),
         use_vmac,
         v3_checksum: v3_checksum.unwrap_or(V3Checksum::PseudoHeader),
+        auth_pass,
         sync_group,
     };
     Checked {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::io::{NotifyPrograms, Vip};
 use crate::router::RouterConfig;
 use crate::track::{TrackConfig, TrackFile, TrackInterface, TrackScript};
-use crate::wire::{Family, V3Ipv4Checksum, Version};
+use crate::wire::{AuthType, Family, V2Auth, V3Ipv4Checksum, Version};
 use crate::{Centisecs, Priority, Router, VrId};
 
 use super::error::DriverError;
@@ -88,6 +88,8 @@ pub struct InstanceSpec {
     /// Put the VIPs on a macvlan with the virtual router MAC.
     pub use_vmac: bool,
     pub v3_checksum: V3Ipv4Checksum,
+    /// VRRPv2 simple-text authentication (`auth_pass`), or none.
+    pub v2_auth: V2Auth,
     pub sync_group: Option<String>,
 }
 
@@ -115,6 +117,7 @@ impl InstanceSpec {
             accept_mode: self.accept_mode,
             primary_address,
             virtual_addresses: self.vip_addrs(),
+            v2_auth: self.v2_auth,
         }
     }
 
@@ -257,6 +260,17 @@ impl InstanceSpec {
             format!("{:?}", self.v3_checksum),
             format!("{:?}", new.v3_checksum),
         );
+        // The password itself stays out of the report.
+        let auth = |a: &V2Auth| match a.auth_type {
+            AuthType::None => "none".to_string(),
+            AuthType::SimpleText => "a password".to_string(),
+            other => format!("type {}", other.to_u8()),
+        };
+        let (old_auth, mut new_auth) = (auth(&self.v2_auth), auth(&new.v2_auth));
+        if self.v2_auth != new.v2_auth && old_auth == new_auth {
+            new_auth = "another password".to_string();
+        }
+        field("auth_pass", old_auth, new_auth);
         let added: Vec<String> = new
             .vips
             .iter()
@@ -320,6 +334,7 @@ pub(crate) mod tests {
             notify_timeout: Duration::from_secs(10),
             use_vmac: false,
             v3_checksum: V3Ipv4Checksum::PseudoHeader,
+            v2_auth: V2Auth::NONE,
             sync_group: None,
         }
     }

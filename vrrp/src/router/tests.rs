@@ -764,6 +764,24 @@ fn advert_builder_matches_config() {
 }
 
 #[test]
+fn v2_password_goes_into_adverts_and_the_receive_policy() {
+    let mut c = config(100);
+    c.version = Version::V2;
+    c.v2_auth = V2Auth::simple_text(b"pw");
+    let r = router(c.clone());
+    assert_eq!(
+        r.advert(Priority(100)).auth,
+        Some(V2Auth::simple_text(b"pw"))
+    );
+    assert_eq!(r.rx_policy().v2_auth, V2Auth::simple_text(b"pw"));
+    // v3 carries no authentication whatever the config says.
+    c.version = Version::V3;
+    let r = router(c);
+    assert_eq!(r.advert(Priority(100)).auth, None);
+    assert_eq!(r.rx_policy().v2_auth, V2Auth::NONE);
+}
+
+#[test]
 fn config_validation() {
     let ok = config(100);
     assert_eq!(ok.validate(), Ok(()));
