@@ -367,6 +367,8 @@ struct Inherited {
     metrics: Option<std::net::TcpListener>,
     /// VRRP instances the old process is master of.
     vrrp_masters: std::collections::BTreeSet<String>,
+    /// Its XDP attachments.
+    xdp_links: Vec<ebpf::HandedLink>,
 }
 
 /// Asks the running daemon at `socket` for its listening sockets.
@@ -407,11 +409,25 @@ async fn take_over(socket: &std::path::Path) -> Result<Inherited, String> {
             Some(_) => fds.next().map(std::net::TcpListener::from),
             None => None,
         };
+        let mut xdp_links = Vec::new();
+        for l in meta.xdp_links {
+            let mode = match l.mode.as_str() {
+                "native" => ebpf::AttachMode::Native,
+                _ => ebpf::AttachMode::Generic,
+            };
+            let link = fds.next().ok_or("--upgrade: an XDP link is missing")?;
+            xdp_links.push(ebpf::HandedLink {
+                interface: l.interface,
+                mode,
+                link,
+            });
+        }
         Ok(Inherited {
             channel: stream,
             listeners,
             metrics,
             vrrp_masters: meta.vrrp_masters.into_iter().collect(),
+            xdp_links,
         })
     })
     .await
@@ -435,6 +451,13 @@ impl Daemon {
             .metrics_fd
             .as_ref()
             .and_then(|fd| fd.try_clone().ok());
+        let xdp_links = match self.xdp.link_fds() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "upgrade: cannot duplicate the XDP links");
+                return;
+            }
+        };
         let meta = crate::upgrade::Handoff {
             listeners: fds
                 .iter()
@@ -449,6 +472,13 @@ impl Daemon {
                 .collect(),
             metrics: metrics_fd.as_ref().and(self.telemetry.metrics_bound),
             vrrp_masters: self.vrrp.masters().await,
+            xdp_links: xdp_links
+                .iter()
+                .map(|l| crate::upgrade::HandedXdpLink {
+                    interface: l.interface.clone(),
+                    mode: l.mode.as_str().to_string(),
+                })
+                .collect(),
         };
         let std_stream = match stream.into_std() {
             Ok(s) => s,
@@ -471,6 +501,7 @@ impl Daemon {
             if let Some(m) = &metrics_fd {
                 borrowed.push(m.as_fd());
             }
+            borrowed.extend(xdp_links.iter().map(|l| l.link.as_fd()));
             crate::upgrade::send(&std_stream, &meta, &borrowed)?;
             // The new process may take a while to start its parts.
             std_stream.set_read_timeout(Some(Duration::from_secs(120)))?;
@@ -559,7 +590,11 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
         .as_mut()
         .map(|i| std::mem::take(&mut i.listeners))
         .unwrap_or_default();
-    let xdp = XdpPart::start(&config);
+    let xdp_links = inherited
+        .as_mut()
+        .map(|i| std::mem::take(&mut i.xdp_links))
+        .unwrap_or_default();
+    let xdp = XdpPart::start(&config, xdp_links);
     let userspace = xdp_part::userspace_config(&config, &xdp.fallback());
     let dataplane = match DataplanePart::start(&userspace, listeners) {
         Ok(d) => d,

@@ -64,8 +64,8 @@ enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
         /// Replace the halb running with this config without dropping a
-        /// connection: take over its listening sockets, admin socket and
-        /// VRRP mastership; it then drains and exits.
+        /// connection: take over its listening sockets, admin socket, VRRP
+        /// mastership and XDP links; it then drains and exits.
         #[arg(long)]
         upgrade: bool,
     },

@@ -12,7 +12,8 @@
 //!
 //! Message layout: a 4-byte big-endian length, then that many bytes of JSON
 //! ([`Handoff`]); the descriptors ride on the first byte, in the order of
-//! `Handoff::listeners` followed by the metrics listener if there is one.
+//! `Handoff::listeners`, then the metrics listener if there is one, then
+//! the XDP links of `Handoff::xdp_links`.
 //!
 //! The description also names the VRRP instances the old process is master
 //! of. The new process continues as their master at once (an advert, no
@@ -45,6 +46,17 @@ pub struct Handoff {
     /// older halb: none.
     #[serde(default)]
     pub vrrp_masters: Vec<String>,
+    /// XDP attachments (BPF links), whose descriptors follow the metrics
+    /// listener's: the new process switches each to its own program.
+    #[serde(default)]
+    pub xdp_links: Vec<HandedXdpLink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandedXdpLink {
+    pub interface: String,
+    /// "native" or "generic".
+    pub mode: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,7 +69,7 @@ pub struct HandedListener {
 
 impl Handoff {
     fn fd_count(&self) -> usize {
-        self.listeners.len() + usize::from(self.metrics.is_some())
+        self.listeners.len() + usize::from(self.metrics.is_some()) + self.xdp_links.len()
     }
 }
 
@@ -204,6 +216,7 @@ mod tests {
             ],
             metrics: None,
             vrrp_masters: vec!["front".into()],
+            xdp_links: vec![],
         };
         send(&a, &meta, &[tcp.as_fd(), udp.as_fd()]).unwrap();
         let (got, fds) = receive(&b).unwrap();
@@ -229,6 +242,7 @@ mod tests {
             listeners: vec![],
             metrics: None,
             vrrp_masters: vec![],
+            xdp_links: vec![],
         };
         assert!(send(&a, &meta, &[tcp.as_fd()]).is_err());
     }
@@ -237,6 +251,7 @@ mod tests {
     fn a_description_from_an_older_halb_names_no_vrrp_master() {
         let meta: Handoff = serde_json::from_str(r#"{"listeners":[],"metrics":null}"#).unwrap();
         assert!(meta.vrrp_masters.is_empty());
+        assert!(meta.xdp_links.is_empty());
     }
 
     #[test]

@@ -138,3 +138,98 @@ health = { kind = "none" }
     }
     Ok(())
 }
+
+/// The id of the XDP program on `ifname` in `ns`, if one is attached.
+fn xdp_prog_id(ns: &testsupport::Netns, ifname: &str) -> Option<u64> {
+    let out = ns.ip(["-j", "-d", "link", "show", ifname]).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v[0]["xdp"]["prog"]["id"].as_u64()
+}
+
+#[test]
+fn xdp_upgrade_switches_the_program_in_one_step() -> Result<(), Box<dyn std::error::Error>> {
+    testsupport::require_root!("XDP attach in a network namespace");
+    let lab = Lab::new("xdpu")?;
+    let lb = lab.netns("lb")?;
+    let cl = lab.netns("cl")?;
+    lab.link(&lb, "eth0", &cl, "eth0")?;
+    lb.add_addr("eth0", "10.0.0.1/24")?;
+    let config = r#"[node]
+name = "xdpu"
+admin_socket = "{socket}"
+
+[[frontend]]
+name = "vipu"
+bind = "10.0.0.100:9000"
+mode = "udp"
+backend = "b"
+forwarding = "ipip"
+xdp = "generic"
+interface = "eth0"
+
+[[backend]]
+name = "b"
+algorithm = "maglev"
+servers = [{ name = "s1", address = "10.0.0.2:9000" }]
+health = { kind = "none" }
+"#;
+    let mut old = Node::start(&lb, lab.dir(), "xdpu", config);
+    let first = xdp_prog_id(&lb, "eth0").expect("program attached");
+
+    // Sample the interface's program through the whole upgrade.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (ns, stop) = (lb.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..5000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                seen.push(xdp_prog_id(&ns, "eth0"));
+            }
+            seen
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let mut new = old.upgrade();
+    let (code, old_log) = old.wait_exit(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "old process log:\n{old_log}");
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = sampler.join().expect("sampler");
+
+    let second = xdp_prog_id(&lb, "eth0").expect("program attached after the upgrade");
+    assert_ne!(
+        first, second,
+        "the new process's program is not the one attached"
+    );
+    assert!(seen.len() > 10, "only {} samples", seen.len());
+    assert!(
+        seen.iter().all(|s| *s == Some(first) || *s == Some(second)),
+        "the interface was without halb's program during the upgrade: {seen:?}"
+    );
+    // One switch, from the old program to the new one.
+    let mut ids: Vec<u64> = seen.iter().flatten().copied().collect();
+    ids.dedup();
+    assert_eq!(ids.last(), Some(&second), "{ids:?}");
+    assert!(ids.len() <= 2, "{ids:?}");
+    assert!(
+        new.log().contains("taken_over=true"),
+        "the new process attached anew instead of taking the link over:\n{}",
+        new.log()
+    );
+
+    // The new process serves the frontend in the kernel, nothing falls back.
+    let s = new.status();
+    let xdp = &s["xdp"];
+    assert_eq!(xdp["interfaces"][0]["interface"], "eth0", "{xdp:#}");
+    assert_eq!(xdp["interfaces"][0]["mode"], "generic", "{xdp:#}");
+    assert_eq!(xdp["frontends"][0]["name"], "vipu", "{xdp:#}");
+    assert_eq!(xdp["fallback"].as_array().map(Vec::len), Some(0), "{xdp:#}");
+
+    // Its stop detaches: it held the last reference to the link.
+    assert_eq!(new.stop(Duration::from_secs(15)), Some(0));
+    assert_eq!(xdp_prog_id(&lb, "eth0"), None);
+    Ok(())
+}

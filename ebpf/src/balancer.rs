@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use aya::maps::{Array, ArrayOfMaps, HashMap, MapData, PerCpuArray, PerCpuValues};
-use aya::programs::{ProgramError, Xdp, XdpMode};
+use aya::programs::Xdp;
 use aya::Ebpf;
 use control::config::Config;
 
@@ -283,9 +284,20 @@ struct FrontendEntry {
 #[derive(Debug)]
 struct Attachment {
     mode: AttachMode,
-    link: Option<aya::programs::xdp::XdpLinkId>,
+    /// The BPF link (see [`crate::link`]); closing it detaches, unless a
+    /// new process holds it too.
+    link: Option<OwnedFd>,
     error: Option<String>,
     frontends: Vec<String>,
+}
+
+/// An XDP attachment handed from one halb process to the next (`halb run
+/// --upgrade`): the interface, its mode, and the BPF link.
+#[derive(Debug)]
+pub struct HandedLink {
+    pub interface: String,
+    pub mode: AttachMode,
+    pub link: OwnedFd,
 }
 
 /// The XDP L4 balancer: one loaded program, attached to every interface the
@@ -315,6 +327,9 @@ pub struct XdpBalancer {
     backend_pool: IndexPool,
     frontends: BTreeMap<String, FrontendEntry>,
     interfaces: BTreeMap<String, Attachment>,
+    /// Links of the process this one replaces, taken over (switched to
+    /// this program) when their interface is attached in the same mode.
+    inherited: BTreeMap<String, (AttachMode, OwnedFd)>,
     fallback: Vec<Fallback>,
     /// Backend index -> (frontend, server), for flows and removed servers.
     owners: BTreeMap<u32, (String, String)>,
@@ -431,6 +446,7 @@ impl XdpBalancer {
             backend_pool: IndexPool::new(abi::MAX_BACKENDS),
             frontends: BTreeMap::new(),
             interfaces: BTreeMap::new(),
+            inherited: BTreeMap::new(),
             fallback: Vec::new(),
             owners: BTreeMap::new(),
             logged: HashSet::new(),
@@ -515,6 +531,10 @@ impl XdpBalancer {
             }
         }
 
+        // Handed-over links no interface of this config took are closed
+        // (the replaced process detaches them when it exits).
+        self.inherited.clear();
+
         // Frontends served by an attached interface.
         let mut served: Vec<VipPlan> = Vec::new();
         for p in plans {
@@ -576,25 +596,13 @@ impl XdpBalancer {
     }
 
     fn attach_interface(&mut self, name: &str, mode: AttachMode) -> Attachment {
-        let flags = match mode {
-            AttachMode::Native => XdpMode::Driver,
-            AttachMode::Generic => XdpMode::Skb,
-        };
-        let result = program_mut(&mut self.ebpf).and_then(|prog| {
-            prog.attach(name, flags).map_err(|e| match e {
-                ProgramError::UnknownInterface { name } => Error::UnknownInterface(name),
-                other => Error::Attach {
-                    interface: name.to_string(),
-                    mode: mode.as_str(),
-                    reason: chain(&other),
-                },
-            })
-        });
+        let result = self.link_interface(name, mode);
         match result {
-            Ok(link) => {
+            Ok((link, taken_over)) => {
                 tracing::info!(
                     interface = name,
                     mode = mode.as_str(),
+                    taken_over,
                     "XDP program attached"
                 );
                 Attachment {
@@ -613,19 +621,80 @@ impl XdpBalancer {
         }
     }
 
+    /// A link of this program on `name`: the replaced process's link
+    /// switched over to this program (true), or a new one.
+    fn link_interface(&mut self, name: &str, mode: AttachMode) -> Result<(OwnedFd, bool), Error> {
+        let attach_error = |e: std::io::Error| Error::Attach {
+            interface: name.to_string(),
+            mode: mode.as_str(),
+            reason: e.to_string(),
+        };
+        let inherited = self.inherited.remove(name);
+        let prog = program_mut(&mut self.ebpf)?;
+        let prog_fd = prog.fd().map_err(|e| Error::Attach {
+            interface: name.to_string(),
+            mode: mode.as_str(),
+            reason: chain(&e),
+        })?;
+        match inherited {
+            Some((m, link)) if m == mode => {
+                crate::link::update(link.as_fd(), prog_fd.as_fd()).map_err(attach_error)?;
+                Ok((link, true))
+            }
+            other => {
+                if let Some((m, _)) = other {
+                    tracing::warn!(
+                        interface = name,
+                        from = m.as_str(),
+                        to = mode.as_str(),
+                        "the replaced process attached XDP in another mode; not taking its link over"
+                    );
+                }
+                let ifindex = crate::link::ifindex(name).map_err(|e| {
+                    if e.raw_os_error() == Some(libc::ENODEV) {
+                        Error::UnknownInterface(name.to_string())
+                    } else {
+                        attach_error(e)
+                    }
+                })?;
+                let link =
+                    crate::link::create(prog_fd.as_fd(), ifindex, mode).map_err(attach_error)?;
+                Ok((link, false))
+            }
+        }
+    }
+
+    /// Links of the process this one replaces (`halb run --upgrade`), to
+    /// take over at the next [`XdpBalancer::apply`] instead of attaching.
+    /// Call before the first `apply`; links left unused are closed then.
+    pub fn adopt_links(&mut self, links: Vec<HandedLink>) {
+        for l in links {
+            self.inherited.insert(l.interface, (l.mode, l.link));
+        }
+    }
+
+    /// Duplicates of every XDP link, for a new process to take over.
+    pub fn link_fds(&self) -> std::io::Result<Vec<HandedLink>> {
+        let mut out = Vec::new();
+        for (name, a) in &self.interfaces {
+            if let Some(link) = &a.link {
+                out.push(HandedLink {
+                    interface: name.clone(),
+                    mode: a.mode,
+                    link: link.try_clone()?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     fn detach_interface(&mut self, name: &str) {
         if let Some(a) = self.interfaces.remove(name) {
-            if let Some(link) = a.link {
-                match program_mut(&mut self.ebpf).and_then(|p| {
-                    p.detach(link).map_err(|e| Error::Attach {
-                        interface: name.to_string(),
-                        mode: a.mode.as_str(),
-                        reason: chain(&e),
-                    })
-                }) {
-                    Ok(()) => tracing::info!(interface = name, "XDP program detached"),
-                    Err(e) => tracing::warn!(interface = name, error = %e, "XDP detach failed"),
-                }
+            if a.link.is_some() {
+                // Closing the link detaches it (unless a new process
+                // holds it: then that process's program stays).
+                drop(a.link);
+                tracing::info!(interface = name, "XDP program detached");
             }
         }
     }

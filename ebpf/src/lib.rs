@@ -21,6 +21,8 @@
 //! | drain / enable | [`XdpBalancer::set_server_drained`]`(backend, server, drained)` |
 //! | every few seconds | [`XdpBalancer::export_metrics`] (`halb_xdp_*`, runs [`XdpBalancer::maintain`]) |
 //! | `halb status` | [`XdpBalancer::status`] (mode per interface: native, generic, off) |
+//! | `halb run --upgrade`, old process | [`XdpBalancer::link_fds`] (sent to the new one) |
+//! | `halb run --upgrade`, new process | [`XdpBalancer::load`], [`XdpBalancer::adopt_links`], then `apply` |
 //! | stop | [`XdpBalancer::shutdown`] (or drop) |
 //!
 //! Backends of `forwarding = "ipip"` frontends decapsulate: with kernel
@@ -32,6 +34,7 @@ mod balancer;
 pub mod bench;
 mod decap;
 mod error;
+mod link;
 mod metrics;
 mod nexthop;
 pub mod object;
@@ -39,8 +42,8 @@ pub mod plan;
 mod testrun;
 
 pub use balancer::{
-    ApplyReport, Fallback, FrontendStats, FrontendXdpStatus, InterfaceStatus, PinnedFlow,
-    ServerSpec, ServerXdpStatus, Stats, XdpBalancer, XdpOptions, XdpState, XdpStatus,
+    ApplyReport, Fallback, FrontendStats, FrontendXdpStatus, HandedLink, InterfaceStatus,
+    PinnedFlow, ServerSpec, ServerXdpStatus, Stats, XdpBalancer, XdpOptions, XdpState, XdpStatus,
 };
 pub use decap::Decap;
 pub use error::Error;

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use control::config::{Config, Forwarding, XdpMode};
-use ebpf::{XdpBalancer, XdpOptions, XdpStatus};
+use ebpf::{HandedLink, XdpBalancer, XdpOptions, XdpStatus};
 
 pub struct XdpPart {
     inner: Mutex<Inner>,
@@ -52,11 +52,17 @@ pub fn userspace_config(config: &Config, fallback: &BTreeSet<String>) -> Config 
     c
 }
 
-fn xdp_backends(config: &Config) -> BTreeSet<String> {
+/// Backends of the frontends served in the kernel (not those that fell
+/// back to user space: the kernel has no table for them).
+fn xdp_backends(config: &Config, fallback: &BTreeSet<String>) -> BTreeSet<String> {
     config
         .frontends
         .iter()
-        .filter(|f| f.forwarding != Forwarding::Proxy && f.xdp != XdpMode::Off)
+        .filter(|f| {
+            f.forwarding != Forwarding::Proxy
+                && f.xdp != XdpMode::Off
+                && !fallback.contains(&f.name)
+        })
         .map(|f| f.backend.clone())
         .collect()
 }
@@ -73,19 +79,25 @@ fn all_xdp_frontends(config: &Config) -> BTreeSet<String> {
 impl XdpPart {
     /// Loads and attaches the program when the config asks for it. Never
     /// fails: what cannot run in the kernel runs in user space.
-    pub fn start(config: &Config) -> XdpPart {
+    ///
+    /// `inherited`: the XDP links of the process this one replaces (`halb
+    /// run --upgrade`); an interface attached in the same mode takes its
+    /// link over (switched to this program in one step) instead of
+    /// attaching anew.
+    pub fn start(config: &Config, inherited: Vec<HandedLink>) -> XdpPart {
         let mut inner = Inner {
             balancer: None,
             off_reason: None,
             fallback: BTreeSet::new(),
             pushed: BTreeMap::new(),
-            xdp_backends: xdp_backends(config),
+            xdp_backends: BTreeSet::new(),
         };
         if ebpf::wants_xdp(config) {
-            inner.load(config);
+            inner.load(config, inherited);
         } else {
             inner.fallback = all_xdp_frontends(config);
         }
+        inner.xdp_backends = xdp_backends(config, &inner.fallback);
         XdpPart {
             inner: Mutex::new(inner),
         }
@@ -100,7 +112,6 @@ impl XdpPart {
     /// changes). Returns the changes and the new fallback set.
     pub fn reload(&self, config: &Config) -> Result<(Vec<String>, BTreeSet<String>), String> {
         let mut inner = lock(&self.inner);
-        inner.xdp_backends = xdp_backends(config);
         inner.pushed.clear();
         let mut changes = Vec::new();
         if let Some(b) = inner.balancer.as_mut() {
@@ -110,13 +121,14 @@ impl XdpPart {
             }
             inner.fallback = report.fallback.iter().map(|f| f.frontend.clone()).collect();
         } else if ebpf::wants_xdp(config) && inner.off_reason.is_none() {
-            inner.load(config);
+            inner.load(config, Vec::new());
             if inner.balancer.is_some() {
                 changes.push("XDP program loaded".to_string());
             }
         } else {
             inner.fallback = all_xdp_frontends(config);
         }
+        inner.xdp_backends = xdp_backends(config, &inner.fallback);
         for f in &inner.fallback {
             changes.push(format!("frontend {f} served by the user-space L4 path"));
         }
@@ -182,7 +194,16 @@ impl XdpPart {
         }
     }
 
-    /// Detaches the program everywhere.
+    /// Duplicates of the XDP links, for `halb run --upgrade`.
+    pub fn link_fds(&self) -> std::io::Result<Vec<HandedLink>> {
+        match &lock(&self.inner).balancer {
+            Some(b) => b.link_fds(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Detaches the program everywhere (links a new process took over
+    /// stay, with its program).
     pub fn shutdown(&self) {
         if let Some(b) = lock(&self.inner).balancer.take() {
             b.shutdown();
@@ -191,8 +212,13 @@ impl XdpPart {
 }
 
 impl Inner {
-    fn load(&mut self, config: &Config) {
-        match XdpBalancer::new(config, &XdpOptions::default()) {
+    fn load(&mut self, config: &Config, inherited: Vec<HandedLink>) {
+        let loaded = XdpBalancer::load(&XdpOptions::default()).and_then(|mut b| {
+            b.adopt_links(inherited);
+            let report = b.apply(config)?;
+            Ok((b, report))
+        });
+        match loaded {
             Ok((b, report)) => {
                 self.fallback = report.fallback.iter().map(|f| f.frontend.clone()).collect();
                 tracing::info!(kernel = ?report.kernel, fallback = ?self.fallback, "XDP program attached");

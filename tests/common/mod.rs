@@ -150,12 +150,24 @@ impl Node {
             socket: self.socket.clone(),
             child: Some(child),
         };
-        node.wait_status(
-            "the new process on the admin socket",
-            Duration::from_secs(20),
-            |s| s["pid"] == pid,
-        );
-        node
+        // While the socket path changes hands, a status request may reach
+        // the old process as it goes: only the new one's answer counts.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = node.cli(&["status", "--json"]);
+            let answered = out.status.success()
+                && serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|s| s["pid"] == pid);
+            if answered {
+                return node;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the new process never answered; log:\n{}",
+                node.name,
+                node.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     /// Waits for the process to exit by itself; its exit code and output.
