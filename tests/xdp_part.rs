@@ -10,6 +10,20 @@ use std::time::{Duration, Instant};
 use common::Node;
 use testsupport::Lab;
 
+/// The admin socket line and an XDP frontend "vipu" (10.0.0.100:9000 on
+/// eth0, generic mode) over backend "b".
+const VIPU: &str = r#"admin_socket = "{socket}"
+
+[[frontend]]
+name = "vipu"
+bind = "10.0.0.100:9000"
+mode = "udp"
+backend = "b"
+forwarding = "ipip"
+xdp = "generic"
+interface = "eth0"
+"#;
+
 #[test]
 fn xdp_frontend_in_kernel_and_fallback_to_user_space() -> Result<(), Box<dyn std::error::Error>> {
     testsupport::require_root!("XDP attach in a network namespace");
@@ -33,19 +47,9 @@ fn xdp_frontend_in_kernel_and_fallback_to_user_space() -> Result<(), Box<dyn std
         Ok(())
     })?;
 
-    let config = r#"[node]
-name = "xdp1"
-admin_socket = "{socket}"
-
-[[frontend]]
-name = "vipu"
-bind = "10.0.0.100:9000"
-mode = "udp"
-backend = "b"
-forwarding = "ipip"
-xdp = "generic"
-interface = "eth0"
-
+    let head = format!("[node]\nname = \"xdp1\"\n{VIPU}");
+    let config = head
+        + r#"
 [[frontend]]
 name = "fb"
 bind = "127.0.0.1:5300"
@@ -69,7 +73,7 @@ name = "echo"
 servers = [{ name = "e", address = "127.0.0.1:5301" }]
 health = { kind = "none" }
 "#;
-    let node = Node::start(&lb, lab.dir(), "xdp1", config);
+    let node = Node::start(&lb, lab.dir(), "xdp1", &config);
 
     let s = node.status();
     let xdp = &s["xdp"];
@@ -154,26 +158,16 @@ fn xdp_upgrade_switches_the_program_in_one_step() -> Result<(), Box<dyn std::err
     let cl = lab.netns("cl")?;
     lab.link(&lb, "eth0", &cl, "eth0")?;
     lb.add_addr("eth0", "10.0.0.1/24")?;
-    let config = r#"[node]
-name = "xdpu"
-admin_socket = "{socket}"
-
-[[frontend]]
-name = "vipu"
-bind = "10.0.0.100:9000"
-mode = "udp"
-backend = "b"
-forwarding = "ipip"
-xdp = "generic"
-interface = "eth0"
-
+    let head = format!("[node]\nname = \"xdpu\"\n{VIPU}");
+    let config = head
+        + r#"
 [[backend]]
 name = "b"
 algorithm = "maglev"
 servers = [{ name = "s1", address = "10.0.0.2:9000" }]
 health = { kind = "none" }
 "#;
-    let mut old = Node::start(&lb, lab.dir(), "xdpu", config);
+    let mut old = Node::start(&lb, lab.dir(), "xdpu", &config);
     let first = xdp_prog_id(&lb, "eth0").expect("program attached");
 
     // Sample the interface's program through the whole upgrade.
