@@ -540,6 +540,16 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
     metrics::gauge!("halb_config_generation").set(1.0);
     let shutdown_timeout = config.node.shutdown_timeout;
 
+    if opts.upgrade && config.cluster.is_some() {
+        // The heartbeat sockets and the membership state are not handed
+        // over: a new process would rejoin as a new incarnation while the
+        // old one still speaks for the node.
+        tracing::error!(
+            "--upgrade is not available with [cluster]: the cluster membership is not handed over; \
+             move the node's work away (`halb node standby`), restart it, then `halb node unstandby`"
+        );
+        return exit::STARTUP;
+    }
     let mut inherited = if opts.upgrade {
         match take_over(&config.node.admin_socket).await {
             Ok(i) => {

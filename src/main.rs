@@ -65,7 +65,8 @@ enum Command {
         config: PathBuf,
         /// Replace the halb running with this config without dropping a
         /// connection: take over its listening sockets, admin socket, VRRP
-        /// mastership and XDP links; it then drains and exits.
+        /// mastership and XDP links; it then drains and exits. Not
+        /// available with `[cluster]`.
         #[arg(long)]
         upgrade: bool,
     },

@@ -236,3 +236,59 @@ health = {{ kind = "tcp", interval = "200ms", timeout = "100ms" }}
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn upgrade_with_a_cluster_is_refused_before_touching_the_running_daemon() {
+    let dir = std::env::temp_dir().join(format!("halb-upgrade-cl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _guard = Guard(Vec::new(), dir.clone());
+    let key = dir.join("cluster.key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let cfg = dir.join("halb.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[node]
+name = "a"
+admin_socket = "{}"
+
+[cluster]
+nodes = [
+  {{ name = "a", addresses = ["127.0.0.1"] }},
+  {{ name = "b", addresses = ["127.0.0.2"] }},
+]
+port = 5999
+auth_key_file = "{}"
+"#,
+            dir.join("admin.sock").display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let check = Command::new(HALB)
+        .arg("check-config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let out = Command::new(HALB)
+        .args(["run", "--upgrade", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("--upgrade is not available with [cluster]"),
+        "{stderr}"
+    );
+    // Refused before it tried to reach a running daemon.
+    assert!(
+        !stderr.contains("cannot reach the running halb"),
+        "{stderr}"
+    );
+}
