@@ -10,6 +10,9 @@
 #             measures the outage until the backup (priority 100) answers;
 #   failback  the old master is started again (its VIP removed, cable back)
 #             and preempts; probes lost while the VIP moves back are counted;
+#   upgrade   a new binary replaces the master's daemon: halb `run --upgrade`,
+#             keepalived a restart (it has no binary upgrade); gap and
+#             probes lost;
 #   planned   SIGTERM of the master: the outage of a planned switchover.
 # Prints per-run figures and a table of medians with the targets of issue 3.
 #
@@ -190,6 +193,30 @@ one_run() {
     echo "$impl $ver $adv failback $(echo "$out" | field max_gap_ms) $(echo "$out" | field lost)" >>"$RESULTS"
     wait_master r1 r2
 
+    # upgrade: a new binary replaces the master's daemon. halb: `halb run
+    # --upgrade` (the new process continues as master); keepalived has no
+    # binary upgrade: a restart (SIGTERM, start), which is a planned
+    # switchover followed by a preempting failback.
+    nsx cl "$WORK/prober" probe "$VIP" "$PORT" "$((300 + budget + 3000))" 1000 >"$WORK/probe" &
+    pp=$!
+    sleep 0.3
+    if [ "$impl" = halb ]; then
+        local old=${PID[r1]}
+        setsid ip netns exec "${P}r1" "$HALB" run --upgrade -c "$WORK/r1.toml" >>"$WORK/r1.log" 2>&1 &
+        PID[r1]=$!
+        for _ in $(seq 1 200); do kill -0 "$old" 2>/dev/null || break; sleep 0.05; done
+        wait "$old" 2>/dev/null || true
+    else
+        stop r1 TERM
+        start r1 "$impl" "$ver" "$adv" 150
+    fi
+    wait "$pp" || true
+    out=$(cat "$WORK/probe")
+    echo "$impl v$ver ${adv}ms upgrade  $out" >&2
+    [ "$(echo "$out" | field last)" = r1 ] || echo "  WARNING: r1 is not master after the upgrade" >&2
+    echo "$impl $ver $adv upgrade $(echo "$out" | field max_gap_ms) $(echo "$out" | field lost)" >>"$RESULTS"
+    wait_master r1 r2
+
     # planned: SIGTERM of the master.
     nsx cl "$WORK/prober" probe "$VIP" "$PORT" "$((300 + adv + 1000))" 1000 >"$WORK/probe" &
     pp=$!
@@ -223,7 +250,7 @@ done
 # --- summary -------------------------------------------------------------
 echo
 echo "VRRP failover, client probing the VIP every 1 ms; medians over the runs (ms)"
-printf "%-9s %-11s %6s %12s %14s %14s %14s %16s\n" setting impl runs "crash gap" "crash target" "planned gap" "planned target" "failback lost"
+printf "%-9s %-11s %6s %12s %14s %14s %14s %16s %14s %16s\n" setting impl runs "crash gap" "crash target" "planned gap" "planned target" "failback lost" "upgrade gap" "upgrade lost"
 for setting in $SETTINGS; do
     case $setting in
         v2-1s) ver=2 adv=1000 ;;
@@ -239,7 +266,9 @@ for setting in $SETTINGS; do
         crash=$(sel crash 5 | median)
         planned=$(sel planned 5 | median)
         lost=$(sel failback 6 | awk '{ s += $1 } END { print s + 0 }')
-        printf "%-9s %-11s %6s %12s %14s %14s %14s %16s\n" "$setting" "$impl" "$n" "$crash" "<= $crash_target" "$planned" "<= $planned_target" "$lost total"
+        upgrade=$(sel upgrade 5 | median)
+        upgrade_lost=$(sel upgrade 6 | awk '{ s += $1 } END { print s + 0 }')
+        printf "%-9s %-11s %6s %12s %14s %14s %14s %16s %14s %16s\n" "$setting" "$impl" "$n" "$crash" "<= $crash_target" "$planned" "<= $planned_target" "$lost total" "$upgrade" "$upgrade_lost total"
     done
 done
 echo

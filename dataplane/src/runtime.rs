@@ -818,8 +818,24 @@ struct ListenerEntry {
     bind: SocketAddr,
     transport: Transport,
     local: SocketAddr,
-    fd: OwnedFd,
+    /// A duplicate of the listening socket, until its accept loop ends.
+    fd: ListenerSlot,
     stop: Shutdown,
+}
+
+/// A duplicate of a listener's socket, dropped when its accept loop ends:
+/// a listener removed by one reload and wanted again by the next, before
+/// its loop has let go of the socket (the cluster gates frontends off and
+/// on again within milliseconds), takes the same socket back instead of
+/// failing to bind an address still in use.
+type ListenerSlot = Arc<Mutex<Option<OwnedFd>>>;
+
+/// A removed listener whose accept loop may still hold its socket.
+#[derive(Debug)]
+struct Closing {
+    bind: SocketAddr,
+    transport: Transport,
+    fd: ListenerSlot,
 }
 
 #[derive(Debug)]
@@ -834,6 +850,7 @@ struct Control {
     listeners: HashMap<String, ListenerEntry>,
     checkers: HashMap<(String, String), CheckerEntry>,
     inherited: Vec<ListenerFd>,
+    closing: Vec<Closing>,
     shutting_down: bool,
 }
 
@@ -1026,7 +1043,10 @@ impl Runtime {
                 frontend: name.clone(),
                 bind: l.bind,
                 transport: l.transport,
-                fd: l.fd.try_clone()?,
+                fd: lock(&l.fd)
+                    .as_ref()
+                    .ok_or_else(|| std::io::Error::other("listener already closed"))?
+                    .try_clone()?,
             });
         }
         Ok(out)
@@ -1239,9 +1259,17 @@ impl Runtime {
                         .inherited
                         .iter()
                         .position(|i| i.bind == fe.bind && i.transport == transport)
-                        .map(|i| control.inherited.swap_remove(i));
-                    let bound = match inherited {
-                        Some(i) => adopt_socket(i.fd, transport),
+                        .map(|i| control.inherited.swap_remove(i).fd);
+                    // A listener of the same address still closing.
+                    let reopened = || {
+                        control
+                            .closing
+                            .iter()
+                            .filter(|c| c.bind == fe.bind && c.transport == transport)
+                            .find_map(|c| lock(&c.fd).take())
+                    };
+                    let bound = match inherited.or_else(reopened) {
+                        Some(fd) => adopt_socket(fd, transport),
                         None => bind_socket(fe),
                     };
                     let (listener, fd, local) = bound.map_err(|source| Error::Bind {
@@ -1260,7 +1288,7 @@ impl Runtime {
                             bind: fe.bind,
                             transport,
                             local,
-                            fd,
+                            fd: Arc::new(Mutex::new(Some(fd))),
                             stop: inner.shutdown.child(),
                         },
                     ));
@@ -1287,6 +1315,11 @@ impl Runtime {
             if let Some(l) = control.listeners.remove(&name) {
                 tracing::info!(frontend = %name, bind = %l.bind, "closing listener");
                 l.stop.stop_accepting();
+                control.closing.push(Closing {
+                    bind: l.bind,
+                    transport: l.transport,
+                    fd: Arc::clone(&l.fd),
+                });
                 listener_changes.push(Change::ListenerClosed {
                     frontend: name,
                     bind: l.bind,
@@ -1297,9 +1330,16 @@ impl Runtime {
             tracing::info!(frontend = %name, bind = %entry.bind, local = %entry.local, "listening");
             let handle = self.frontend_handle(&name);
             let stop = entry.stop.clone();
+            let slot = Arc::clone(&entry.fd);
             control.listeners.insert(name, entry);
-            inner.rt.spawn(serve(listener, handle, stop));
+            inner.rt.spawn(async move {
+                serve(listener, handle, stop).await;
+                // The loop has dropped its socket: ours goes too, so a
+                // removed listener really stops listening.
+                drop(lock(&slot).take());
+            });
         }
+        control.closing.retain(|c| lock(&c.fd).is_some());
 
         // Health drivers.
         let snap = inner.snapshot.load_full();

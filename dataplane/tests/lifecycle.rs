@@ -397,3 +397,46 @@ async fn shutdown_drains_then_aborts() {
     let r = slow.await.unwrap();
     assert!(r.map(|(s, _)| s != 200).unwrap_or(true));
 }
+
+#[tokio::test]
+async fn a_listener_removed_and_wanted_again_at_once_keeps_its_socket() {
+    let s1 = TestServer::start("s1").await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let backend = format!(
+        "[[backend]]\nname = \"web\"\nservers = [ {} ]\nhealth = {{ kind = \"none\" }}\n",
+        servers_toml(&[("s1", s1.addr)])
+    );
+    let with = config(&format!(
+        "[[frontend]]\nname = \"web\"\nbind = \"{port}\"\nmode = \"http\"\nbackend = \"web\"\n\n{backend}"
+    ));
+    let without = config(&backend);
+    let rt = Runtime::new().unwrap();
+    rt.apply(&with).unwrap();
+    assert_eq!(get(port, "/").await.unwrap().0, 200);
+    // Off and on again before the accept loop has run (the cluster gates
+    // frontends like this): the second apply must not fail to bind.
+    rt.apply(&without).unwrap();
+    let diff = rt.apply(&with).unwrap();
+    assert!(diff
+        .changes
+        .iter()
+        .any(|c| matches!(c, Change::ListenerOpened { .. })));
+    for _ in 0..3 {
+        assert_eq!(get(port, "/").await.unwrap().0, 200);
+    }
+    // Removed for good: once its loop has ended, the port is closed.
+    rt.apply(&without).unwrap();
+    let mut refused = false;
+    for _ in 0..100 {
+        if TcpStream::connect(port).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "the removed listener still accepts connections");
+    rt.shutdown(Duration::from_secs(5)).await;
+}
