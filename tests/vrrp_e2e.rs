@@ -654,3 +654,43 @@ fn vrrp_upgrade_keeps_the_master_without_an_election_or_a_lost_probe() {
     let text = std::fs::read_to_string(&log).expect("notify log");
     assert_eq!(text.lines().last(), Some("INSTANCE front STOP 150"));
 }
+
+#[test]
+fn vrrp_upgrade_keeps_a_whole_sync_group_master() {
+    testsupport::require_root!();
+    let lan = Lan::new("vug", 2, false);
+    let two = |prio: u8| {
+        let group = "sync_group = \"g\"";
+        format!(
+            "{}{}",
+            front(prio, &format!("\"{VIP}/24\""), group),
+            front(prio, "\"10.0.0.101/24\"", group)
+                .replace("name = \"front\"", "name = \"back\"")
+                .replace("vrid = 51", "vrid = 52")
+        )
+    };
+    let mut r1 = lan.start("r1", &config("r1", &two(150)));
+    let r2 = lan.start("r2", &config("r2", &two(100)));
+    for i in ["front", "back"] {
+        wait_state(&r1, i, "master", T);
+        wait_state(&r2, i, "backup", T);
+    }
+    lan.assert_via(vip(), "r1");
+
+    let new = r1.upgrade();
+    let (code, old_log) = r1.wait_exit(T);
+    assert_eq!(code, Some(0), "old process log:\n{old_log}");
+    // Both members continue as master; neither is sent back by the group
+    // while the other starts.
+    std::thread::sleep(Duration::from_millis(300));
+    for i in ["front", "back"] {
+        let s = wait_state(&new, i, "master", T);
+        assert_eq!(s["last_transition"]["reason"], "upgrade", "{s}");
+        assert_eq!(s["counters"]["released_master"], 0, "{s}");
+        let b = wait_state(&r2, i, "backup", T);
+        assert_eq!(b["counters"]["became_master"], 0, "{b}");
+    }
+    assert!(lan.holds("r1", vip()));
+    assert!(!lan.holds("r2", vip()));
+    lan.assert_via(vip(), "r1");
+}

@@ -17,7 +17,8 @@
 //!
 //! Transitions with reason [`TransitionReason::SyncGroup`] (caused by the
 //! group itself) and fault transitions (caused by the aggregation above) do
-//! not cascade, so one event never loops.
+//! not cascade, so one event never loops; nor do those of a binary upgrade
+//! ([`TransitionReason::Upgrade`]: each member continues as it was).
 //!
 //! Limitation (as in keepalived): members should use the same priorities on
 //! each node; with crossed priorities two nodes can pull a group back and
@@ -123,9 +124,15 @@ impl SyncGroup {
     ) -> Result<Vec<SyncOrder>, Error> {
         let i = self.index(member)?;
         self.members[i].state = to;
+        // Upgrade: every member the replaced process was master of
+        // continues as master on its own; one that is still starting is
+        // not a reason to send the first one back.
         if matches!(
             reason,
-            TransitionReason::SyncGroup | TransitionReason::Fault | TransitionReason::FaultCleared
+            TransitionReason::SyncGroup
+                | TransitionReason::Fault
+                | TransitionReason::FaultCleared
+                | TransitionReason::Upgrade
         ) {
             return Ok(Vec::new());
         }
@@ -208,6 +215,25 @@ mod tests {
             g.on_transition(m, Backup, Master, TransitionReason::SyncGroup)
                 .expect("ok");
         }
+        assert_eq!(
+            g.on_transition("b", Master, Backup, TransitionReason::HigherPriorityAdvert),
+            Ok(vec![order("a", Input::Sync(SyncCommand::Backup))])
+        );
+    }
+
+    #[test]
+    fn an_upgraded_master_is_not_sent_back_while_the_others_start() {
+        let mut g = group();
+        assert_eq!(
+            g.on_transition("a", Initialize, Master, TransitionReason::Upgrade),
+            Ok(vec![]),
+            "b is still initializing: a stays master"
+        );
+        assert_eq!(
+            g.on_transition("b", Initialize, Master, TransitionReason::Upgrade),
+            Ok(vec![])
+        );
+        // Afterwards the group works as before.
         assert_eq!(
             g.on_transition("b", Master, Backup, TransitionReason::HigherPriorityAdvert),
             Ok(vec![order("a", Input::Sync(SyncCommand::Backup))])
