@@ -137,6 +137,7 @@ impl Vmacs {
                 && details.mac == Some(mac)
                 && macvlan_mode(&msg) == Some(spec.mode.to_netlink());
             if matches {
+                quiet_ipv6(&name, spec.family);
                 if !msg.header.flags.contains(LinkFlags::Up) {
                     self.set_up(details.ifindex).await?;
                 }
@@ -158,9 +159,9 @@ impl Vmacs {
                 .await
                 .map_err(IoError::netlink("delete link"))?;
         }
+        // Created down: IPv6 is quieted before the link can send anything.
         let msg = LinkMacVlan::new(&name, parent, spec.mode.to_netlink())
             .address(mac.to_vec())
-            .up()
             .build();
         self.nl
             .handle()
@@ -170,11 +171,14 @@ impl Vmacs {
             .await
             .map_err(IoError::netlink("add macvlan"))?;
         let ifindex = self.nl.ifindex(&name).await?;
+        quiet_ipv6(&name, spec.family);
+        self.set_up(ifindex).await?;
         info!(name, parent = %spec.parent, "virtual MAC interface created");
         Ok(VmacLink { name, ifindex, mac })
     }
 
     async fn set_up(&self, ifindex: u32) -> Result<(), IoError> {
+        // (see `quiet_ipv6` for why nothing else is sent from the link)
         self.nl
             .handle()
             .link()
@@ -198,6 +202,27 @@ impl Vmacs {
             Err(e) if errno_of(&e) == Some(libc::ENODEV) => Ok(false),
             Err(e) => Err(IoError::netlink("delete link")(e)),
         }
+    }
+}
+
+/// Keeps a virtual MAC interface from sending anything on its own. Every
+/// router of the VRID has one with the same MAC; a frame a backup's
+/// interface sends (IPv6 duplicate address detection, router or multicast
+/// listener messages of its link-local address) teaches the switches that
+/// the MAC is behind the backup, and traffic for the VIPs goes there until
+/// the master sends from it again. So: no IPv6 at all on the interface of
+/// an IPv4 instance, and no link-local address on that of an IPv6 instance
+/// (adverts leave from the parent's link-local address). Best effort: a
+/// kernel without IPv6 has nothing to quiet.
+fn quiet_ipv6(name: &str, family: Family) {
+    let (key, value) = match family {
+        Family::V4 => ("disable_ipv6", "1"),
+        // IN6_ADDR_GEN_MODE_NONE.
+        Family::V6 => ("addr_gen_mode", "1"),
+    };
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/{key}");
+    if let Err(e) = std::fs::write(&path, value) {
+        tracing::debug!(%path, error = %e, "cannot quiet IPv6 on the virtual MAC interface");
     }
 }
 
