@@ -401,19 +401,21 @@ impl Parker {
         next
     }
 
-    /// Stop: every parked connection is closed, later parks are refused.
-    fn close(&self) -> usize {
+    /// Stop: later parks are refused, and every parked connection is
+    /// handed out (for the caller to close, or to serve).
+    fn drain(&self) -> Vec<ParkedConn> {
         let mut s = lock(&self.slots);
         s.closed = true;
-        let n = s.live;
         let chunks = std::mem::take(&mut s.chunks);
         s.free = NIL;
         s.lists.clear();
         s.live = 0;
         self.gauge.set(0.0);
         drop(s);
-        drop(chunks);
-        n
+        chunks
+            .into_iter()
+            .flat_map(|c| c.into_vec().into_iter().filter_map(|slot| slot.conn))
+            .collect()
     }
 
     /// Serve the parked connections of `handle`'s listener until the
@@ -470,9 +472,21 @@ impl Parker {
                 _ = self.deadline_added.notified() => next = self.expire(Instant::now()),
             }
         }
-        let n = self.close();
-        if n > 0 {
-            tracing::debug!(frontend = %handle.name(), count = n, "closed parked idle connections");
+        // Idle keep-alive connections close (their clients retry, as after
+        // any server's graceful stop). One accepted but still without its
+        // first request goes back to a task: the request may be on its way,
+        // and it is served if it arrives within the stop's grace
+        // (`crate::h1::FIRST_REQUEST_GRACE`).
+        let mut closed = 0;
+        for c in self.drain() {
+            if c.first {
+                crate::h1::resume(c, &handle, &shutdown, &self);
+            } else {
+                closed += 1;
+            }
+        }
+        if closed > 0 {
+            tracing::debug!(frontend = %handle.name(), count = closed, "closed parked idle connections");
         }
     }
 }
@@ -634,7 +648,7 @@ mod tests {
         let (mut c1, s1) = pair();
         let (_c2, s2) = pair();
         assert!(p.park(parked(s1), LONG).is_ok());
-        assert_eq!(p.close(), 1);
+        assert_eq!(p.drain().len(), 1);
         assert!(sees_close(&mut c1));
         assert!(p.park(parked(s2), LONG).is_err());
     }

@@ -585,3 +585,40 @@ health = {{ kind = "none" }}
     }
     rt.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A graceful stop (reload or upgrade of the process) closes idle
+/// keep-alive connections at once, but a connection accepted before it and
+/// still without its first request gets that request served if it
+/// arrives within the grace: it may have been on its way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_serves_a_first_request_still_on_its_way() {
+    let s = TestServer::start("s1").await;
+    let (rt, addr) = start(&http_config(
+        &[("s1", s.addr)],
+        "",
+        "timeouts = { client_header = \"10s\", client_idle = \"10s\" }",
+    ))
+    .await;
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(req).await.unwrap();
+    assert_eq!(read_response(&mut idle).await.0, 200);
+    // Accepted (and parked: no bytes yet) before the stop.
+    let mut fresh = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let stop = tokio::spawn(async move { rt.shutdown(Duration::from_secs(10)).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    fresh.write_all(req).await.unwrap();
+    let (status, body) = read_response(&mut fresh).await;
+    assert_eq!((status, body.as_str()), (200, "s1"));
+    // The idle keep-alive connection was closed by the stop.
+    let t = tokio::time::Instant::now();
+    let after = closed_after(&mut idle, t).await;
+    assert!(
+        after < Duration::from_millis(500),
+        "idle closed after {after:?}"
+    );
+    let report = tokio::time::timeout(LONG, stop).await.unwrap().unwrap();
+    assert!(report.drained, "{report:?}");
+}

@@ -377,7 +377,8 @@ async fn serve(c: &mut Conn) -> Served {
             } else {
                 t.client_idle
             };
-            let park = c.ctx.parker.is_some();
+            // No parking once stopping: the parker is closing.
+            let park = c.ctx.parker.is_some() && !c.ctx.shutdown.is_stopping();
             match fill_idle(&mut c.stream, &mut c.inbuf, &mut c.watch, limit, park).await {
                 Fill::Data => {}
                 Fill::End => return Served::Done,
@@ -457,6 +458,8 @@ struct ConnWatch {
     /// the parker): it parks [`PARK_AFTER`] after this or `last_active`,
     /// whichever is later.
     awake_since: Instant,
+    /// When this connection saw the graceful stop, if it has.
+    stopping_since: Option<Instant>,
 }
 
 impl ConnWatch {
@@ -469,6 +472,7 @@ impl ConnWatch {
             last_active,
             first,
             awake_since: Instant::now(),
+            stopping_since: None,
         }
     }
 }
@@ -511,10 +515,17 @@ fn fill_idle<'a>(
             }
             Poll::Pending => {}
         }
+        let mut deadline = watch.last_active + limit;
         if watch.stop.poll_cancelled(cx).is_ready() {
-            return Poll::Ready(Fill::End);
+            // Stopping: an idle keep-alive connection closes; one still
+            // waiting for its first request (accepted before the stop, its
+            // request maybe on the way) waits a little longer for it.
+            if !watch.first {
+                return Poll::Ready(Fill::End);
+            }
+            let since = *watch.stopping_since.get_or_insert_with(Instant::now);
+            deadline = deadline.min(since + FIRST_REQUEST_GRACE);
         }
-        let deadline = watch.last_active + limit;
         let park_at = watch.last_active.max(watch.awake_since) + PARK_AFTER;
         let wake_at = if park {
             deadline.min(park_at)
@@ -566,6 +577,10 @@ async fn fill_head(
         _ = shutdown.aborted() => Fill::End,
     }
 }
+
+/// At a graceful stop, how long a connection accepted before it may still
+/// take to send its first request (which is then served).
+pub(crate) const FIRST_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Longest a refused client may go on sending before the socket closes.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
