@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::Node;
 use testsupport::{NsChild, Signal};
-use vrrp_common::{config, vip, wait_state, Lan, VIP};
+use vrrp_common::{config, vip, wait_state, Lan, VIP, VIP6};
 
 const T: Duration = Duration::from_secs(15);
 
@@ -235,4 +235,85 @@ fn vrrp_keepalived_v2_auth_pass_both_ways() {
         s["vrrp"]["instances"][0]["counters"]["adverts_received"], 0,
         "{s}"
     );
+}
+
+/// VRRPv3 over IPv6 with keepalived: adverts from link-local addresses,
+/// unsolicited neighbour advertisements, both roles.
+#[test]
+fn vrrp_keepalived_v3_ipv6_both_roles() {
+    testsupport::require_root!();
+    testsupport::require_tool!("keepalived");
+    let lan = Lan::new("ka6", 2, true);
+    let vip6: std::net::IpAddr = VIP6.parse().expect("vip");
+    let conf = lan.lab.dir().join("r1-keepalived6.conf");
+    let write_conf = |priority: u8| {
+        std::fs::write(
+            &conf,
+            format!(
+                "global_defs {{\n  router_id r1\n  vrrp_version 3\n}}\n\
+                 vrrp_instance front {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n\
+                 priority {priority}\n  advert_int 0.1\n  virtual_ipaddress {{\n    {VIP6}/64\n  }}\n}}\n"
+            ),
+        )
+        .expect("keepalived config");
+    };
+    let spawn_ka = |n: u32| {
+        let dir = lan.lab.dir();
+        lan.router("r1")
+            .ns
+            .command("keepalived")
+            .args(["-n", "-l", "-D", "-P", "-f"])
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.join(format!("r1-ka6-{n}.pid")))
+            .arg("-r")
+            .arg(dir.join(format!("r1-vrrp6-{n}.pid")))
+            .spawn()
+            .expect("spawn keepalived")
+    };
+    let halb_conf = |priority: u8| {
+        config(
+            "r2",
+            &format!(
+                "[[vrrp]]\nname = \"front\"\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
+                 version = 3\nadvert_interval = \"100ms\"\nvirtual_ips = [\"{VIP6}/64\"]\n\
+                 garp = {{ repeat = 3, interval = \"10ms\" }}\n"
+            ),
+        )
+    };
+
+    // keepalived master, halb backup: halb accepts its adverts.
+    write_conf(150);
+    let mut ka = spawn_ka(0);
+    let mut halb = lan.start("r2", &halb_conf(100));
+    wait_log(&ka, "Entering MASTER STATE", 1, T);
+    let s = halb.wait_status("keepalived's IPv6 adverts", T, |s| {
+        s["vrrp"]["instances"][0]["counters"]["adverts_received"]
+            .as_u64()
+            .is_some_and(|n| n >= 3)
+    });
+    let i = &s["vrrp"]["instances"][0];
+    assert_eq!(i["state"], "backup", "{i}");
+    assert_eq!(i["master_priority"], 150, "{i}");
+    assert_eq!(i["counters"]["rx_dropped"], 0, "{i}");
+    lan.assert_via(vip6, "r1");
+
+    // keepalived gone: halb takes over.
+    ka.kill().expect("kill keepalived");
+    let s = wait_state(&halb, "front", "master", T);
+    assert_eq!(s["last_transition"]["reason"], "master_down_timer", "{s}");
+    lan.assert_via(vip6, "r2");
+
+    // keepalived back with a lower priority stays backup behind halb.
+    write_conf(50);
+    let ka = spawn_ka(1);
+    wait_log(&ka, "Entering BACKUP STATE", 1, T);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        !ka.output_so_far().contains("Entering MASTER STATE"),
+        "keepalived did not accept halb's IPv6 adverts:\n{}",
+        ka.output_so_far()
+    );
+    lan.assert_via(vip6, "r2");
+    halb.crash();
 }
