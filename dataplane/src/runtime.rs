@@ -1039,14 +1039,17 @@ impl Runtime {
         let c = lock(&self.inner.control);
         let mut out = Vec::new();
         for (name, l) in &c.listeners {
+            // A listener whose accept loop has ended (it could not be
+            // watched) has no socket left to hand over; the new process
+            // binds that address itself.
+            let Some(fd) = lock(&l.fd).as_ref().map(|fd| fd.try_clone()).transpose()? else {
+                continue;
+            };
             out.push(ListenerFd {
                 frontend: name.clone(),
                 bind: l.bind,
                 transport: l.transport,
-                fd: lock(&l.fd)
-                    .as_ref()
-                    .ok_or_else(|| std::io::Error::other("listener already closed"))?
-                    .try_clone()?,
+                fd,
             });
         }
         Ok(out)
