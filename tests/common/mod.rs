@@ -90,6 +90,15 @@ impl Node {
         serde_json::from_slice(&out.stdout).expect("status JSON")
     }
 
+    /// The status, or `None` if the daemon did not answer with one.
+    pub fn try_status(&self) -> Option<Value> {
+        let out = self.cli(&["status", "--json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
     /// Polls the status until `pred` holds, up to `limit`.
     pub fn wait_status(&self, what: &str, limit: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + limit;
@@ -130,10 +139,11 @@ impl Node {
         child.wait_exit(limit).expect("exit after SIGTERM").code()
     }
 
-    /// `halb run --upgrade` with this node's config, in its namespace: the
-    /// returned node is the new process, once it answers on the admin
-    /// socket (the old one exits by itself after the hand-over).
-    pub fn upgrade(&self) -> Node {
+    /// `halb run --upgrade` with this node's config, in its namespace.
+    /// Returns the new process once it answers on the admin socket and
+    /// this (old) one has exited by itself with code 0, with the old
+    /// process's output.
+    pub fn upgrade(&mut self) -> (Node, String) {
         let child = self
             .ns
             .command(HALB)
@@ -143,7 +153,7 @@ impl Node {
             .spawn()
             .expect("spawn halb --upgrade");
         let pid = child.pid();
-        let node = Node {
+        let new = Node {
             ns: self.ns.clone(),
             name: format!("{}-new", self.name),
             config: self.config.clone(),
@@ -153,32 +163,23 @@ impl Node {
         // While the socket path changes hands, a status request may reach
         // the old process as it goes: only the new one's answer counts.
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let out = node.cli(&["status", "--json"]);
-            let answered = out.status.success()
-                && serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|s| s["pid"] == pid);
-            if answered {
-                return node;
-            }
+        while new.try_status().is_none_or(|s| s["pid"] != pid) {
             assert!(
                 Instant::now() < deadline,
                 "{}: the new process never answered; log:\n{}",
-                node.name,
-                node.log()
+                new.name,
+                new.log()
             );
             std::thread::sleep(Duration::from_millis(25));
         }
-    }
-
-    /// Waits for the process to exit by itself; its exit code and output.
-    pub fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, String) {
-        let mut child = self.child.take().expect("running");
-        let status = child.wait_exit(limit);
-        let log = child.output_so_far();
+        let mut old = self.child.take().expect("running");
+        let status = old.wait_exit(Duration::from_secs(15));
+        let log = old.output_so_far();
         let code = status
             .unwrap_or_else(|e| panic!("{}: did not exit: {e}\nlog:\n{log}", self.name))
             .code();
-        (code, log)
+        assert_eq!(code, Some(0), "old process log:\n{log}");
+        (new, log)
     }
 
     /// SIGKILL: a crash.
