@@ -411,14 +411,10 @@ async fn take_over(socket: &std::path::Path) -> Result<Inherited, String> {
         };
         let mut xdp_links = Vec::new();
         for l in meta.xdp_links {
-            let mode = match l.mode.as_str() {
-                "native" => ebpf::AttachMode::Native,
-                _ => ebpf::AttachMode::Generic,
-            };
             let link = fds.next().ok_or("--upgrade: an XDP link is missing")?;
             xdp_links.push(ebpf::HandedLink {
                 interface: l.interface,
-                mode,
+                mode: l.mode,
                 link,
             });
         }
@@ -476,7 +472,7 @@ impl Daemon {
                 .iter()
                 .map(|l| crate::upgrade::HandedXdpLink {
                     interface: l.interface.clone(),
-                    mode: l.mode.as_str().to_string(),
+                    mode: l.mode,
                 })
                 .collect(),
         };

@@ -55,8 +55,7 @@ pub struct Handoff {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HandedXdpLink {
     pub interface: String,
-    /// "native" or "generic".
-    pub mode: String,
+    pub mode: ebpf::AttachMode,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

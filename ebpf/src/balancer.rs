@@ -624,21 +624,18 @@ impl XdpBalancer {
     /// A link of this program on `name`: the replaced process's link
     /// switched over to this program (true), or a new one.
     fn link_interface(&mut self, name: &str, mode: AttachMode) -> Result<(OwnedFd, bool), Error> {
-        let attach_error = |e: std::io::Error| Error::Attach {
+        let attach_error = |reason: String| Error::Attach {
             interface: name.to_string(),
             mode: mode.as_str(),
-            reason: e.to_string(),
+            reason,
         };
         let inherited = self.inherited.remove(name);
         let prog = program_mut(&mut self.ebpf)?;
-        let prog_fd = prog.fd().map_err(|e| Error::Attach {
-            interface: name.to_string(),
-            mode: mode.as_str(),
-            reason: chain(&e),
-        })?;
+        let prog_fd = prog.fd().map_err(|e| attach_error(chain(&e)))?;
         match inherited {
             Some((m, link)) if m == mode => {
-                crate::link::update(link.as_fd(), prog_fd.as_fd()).map_err(attach_error)?;
+                crate::link::update(link.as_fd(), prog_fd.as_fd())
+                    .map_err(|e| attach_error(e.to_string()))?;
                 Ok((link, true))
             }
             other => {
@@ -654,11 +651,11 @@ impl XdpBalancer {
                     if e.raw_os_error() == Some(libc::ENODEV) {
                         Error::UnknownInterface(name.to_string())
                     } else {
-                        attach_error(e)
+                        attach_error(e.to_string())
                     }
                 })?;
-                let link =
-                    crate::link::create(prog_fd.as_fd(), ifindex, mode).map_err(attach_error)?;
+                let link = crate::link::create(prog_fd.as_fd(), ifindex, mode)
+                    .map_err(|e| attach_error(e.to_string()))?;
                 Ok((link, false))
             }
         }

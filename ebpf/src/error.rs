@@ -161,15 +161,8 @@ pub(crate) fn xdp_program<'a>(
     ebpf: &'a aya::Ebpf,
     name: &'static str,
 ) -> Result<&'a aya::programs::Xdp, Error> {
-    let prog = ebpf.program(name).ok_or(Error::MissingObject {
-        kind: "program",
-        name,
-    })?;
-    prog.try_into()
-        .map_err(|e: aya::programs::ProgramError| Error::Load {
-            what: "program type",
-            reason: chain(&e),
-        })
+    let prog = ebpf.program(name).ok_or(missing_program(name))?;
+    prog.try_into().map_err(not_xdp)
 }
 
 /// The XDP program `name` of a loaded object, to load or attach.
@@ -177,13 +170,20 @@ pub(crate) fn xdp_program_mut<'a>(
     ebpf: &'a mut aya::Ebpf,
     name: &'static str,
 ) -> Result<&'a mut aya::programs::Xdp, Error> {
-    let prog = ebpf.program_mut(name).ok_or(Error::MissingObject {
+    let prog = ebpf.program_mut(name).ok_or(missing_program(name))?;
+    prog.try_into().map_err(not_xdp)
+}
+
+fn missing_program(name: &'static str) -> Error {
+    Error::MissingObject {
         kind: "program",
         name,
-    })?;
-    prog.try_into()
-        .map_err(|e: aya::programs::ProgramError| Error::Load {
-            what: "program type",
-            reason: chain(&e),
-        })
+    }
+}
+
+fn not_xdp(e: aya::programs::ProgramError) -> Error {
+    Error::Load {
+        what: "program type",
+        reason: chain(&e),
+    }
 }

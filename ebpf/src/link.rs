@@ -85,13 +85,5 @@ fn fd_u32(fd: BorrowedFd<'_>) -> io::Result<u32> {
 
 /// The index of interface `name`.
 pub(crate) fn ifindex(name: &str) -> io::Result<u32> {
-    let c = std::ffi::CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
-    // SAFETY: `c` is a valid NUL-terminated string for the whole call.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if i == 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(i)
-    }
+    nix::net::if_::if_nametoindex(name).map_err(io::Error::from)
 }

@@ -16,7 +16,7 @@ use dataplane::maglev::{MaglevError, MaglevTable};
 use crate::abi::{self, VipKey};
 
 /// How the program is attached to an interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttachMode {
     /// In the driver (`XDP_FLAGS_DRV_MODE`).
