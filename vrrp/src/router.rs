@@ -96,6 +96,15 @@ impl RouterConfig {
         Family::of(&self.primary_address)
     }
 
+    /// The authentication adverts carry and must carry: `v2_auth` for
+    /// VRRPv2, none for v3.
+    pub fn adverts_auth(&self) -> Option<V2Auth> {
+        match self.version {
+            Version::V2 => Some(self.v2_auth),
+            Version::V3 => None,
+        }
+    }
+
     /// The interval field as sent in adverts.
     pub fn advert_interval_field(&self) -> Result<AdvertInterval, Error> {
         AdvertInterval::for_version(self.version, self.advert_interval).ok_or(match self.version {
@@ -487,10 +496,7 @@ impl Router {
             priority,
             interval: self.interval_field,
             addresses: self.config.virtual_addresses.clone(),
-            auth: match self.config.version {
-                Version::V2 => Some(self.config.v2_auth),
-                Version::V3 => None,
-            },
+            auth: self.config.adverts_auth(),
         }
     }
 
@@ -503,10 +509,7 @@ impl Router {
             vrid: self.config.vrid,
             family: self.config.family(),
             advert_interval: self.config.advert_interval,
-            v2_auth: match self.config.version {
-                Version::V2 => self.config.v2_auth,
-                Version::V3 => V2Auth::NONE,
-            },
+            v2_auth: self.config.adverts_auth().unwrap_or(V2Auth::NONE),
             virtual_addresses: self.config.virtual_addresses.clone(),
             unicast_peers: Vec::new(),
             local_addresses: vec![self.config.primary_address],

@@ -282,7 +282,7 @@ impl Driver {
         let deadline = Instant::now() + RELOAD_STOP;
         for name in &stop {
             if let Some(h) = self.instances.remove(name) {
-                stop_instance(name, h, deadline).await;
+                stop_instance(name, h, deadline, Stop::Resign).await;
             }
         }
         *self.local_vrids.write().unwrap_or_else(|e| e.into_inner()) = vrid_keys(&specs);
@@ -374,11 +374,22 @@ impl Driver {
     /// VIPs until a new master is heard (at most one advert interval), then
     /// remove them. Tasks still running at `deadline` are cut.
     pub async fn shutdown(&mut self, deadline: Instant) {
+        self.stop_all(deadline, Stop::Resign).await;
+    }
+
+    /// Stops every instance without resigning and without touching the
+    /// interfaces: the VIPs stay for the process that took over (`halb run
+    /// --upgrade`), which continues as master where this one was.
+    pub async fn detach(&mut self, deadline: Instant) {
+        self.stop_all(deadline, Stop::Detach).await;
+    }
+
+    async fn stop_all(&mut self, deadline: Instant, how: Stop) {
         let all = std::mem::take(&mut self.instances);
         let mut waits = Vec::new();
         for (name, h) in all {
             waits.push(tokio::spawn(async move {
-                stop_instance(&name, h, deadline).await;
+                stop_instance(&name, h, deadline, how).await;
             }));
         }
         for w in waits {
@@ -390,32 +401,23 @@ impl Driver {
     }
 }
 
-impl Driver {
-    /// Stops every instance without resigning and without touching the
-    /// interfaces: the VIPs stay for the process that took over (`halb run
-    /// --upgrade`), which continues as master where this one was.
-    pub async fn detach(&mut self, deadline: Instant) {
-        for (name, h) in std::mem::take(&mut self.instances) {
-            let (done, wait) = oneshot::channel();
-            let mut task = h.task;
-            if h.cmd.send(Command::Detach { done }).is_ok() {
-                let _ = tokio::time::timeout_at(deadline, wait).await;
-            }
-            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
-                warn!(instance = %name, "vrrp instance did not detach by the deadline; cut");
-                task.abort();
-            }
-        }
-        for (_, g) in std::mem::take(&mut self.groups) {
-            g.stop();
-        }
-    }
+/// How an instance stops.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// Resign (priority 0 as master) and release the VIPs.
+    Resign,
+    /// Leave everything to the process that took over.
+    Detach,
 }
 
-async fn stop_instance(name: &str, h: Handle, deadline: Instant) {
+async fn stop_instance(name: &str, h: Handle, deadline: Instant, how: Stop) {
     let (done, wait) = oneshot::channel();
     let mut task = h.task;
-    if h.cmd.send(Command::Shutdown { deadline, done }).is_ok() {
+    let cmd = match how {
+        Stop::Resign => Command::Shutdown { deadline, done },
+        Stop::Detach => Command::Detach { done },
+    };
+    if h.cmd.send(cmd).is_ok() {
         let _ = tokio::time::timeout_at(deadline, wait).await;
     }
     // A little beyond the deadline for the task to return after `done`.

@@ -178,7 +178,6 @@ impl Vmacs {
     }
 
     async fn set_up(&self, ifindex: u32) -> Result<(), IoError> {
-        // (see `quiet_ipv6` for why nothing else is sent from the link)
         self.nl
             .handle()
             .link()
