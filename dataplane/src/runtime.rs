@@ -830,14 +830,6 @@ struct ListenerEntry {
 /// failing to bind an address still in use.
 type ListenerSlot = Arc<Mutex<Option<OwnedFd>>>;
 
-/// A removed listener whose accept loop may still hold its socket.
-#[derive(Debug)]
-struct Closing {
-    bind: SocketAddr,
-    transport: Transport,
-    fd: ListenerSlot,
-}
-
 #[derive(Debug)]
 struct CheckerEntry {
     shared: Arc<ServerShared>,
@@ -850,7 +842,8 @@ struct Control {
     listeners: HashMap<String, ListenerEntry>,
     checkers: HashMap<(String, String), CheckerEntry>,
     inherited: Vec<ListenerFd>,
-    closing: Vec<Closing>,
+    /// Removed listeners whose accept loop may still hold their socket.
+    closing: Vec<ListenerEntry>,
     shutting_down: bool,
 }
 
@@ -1318,15 +1311,11 @@ impl Runtime {
             if let Some(l) = control.listeners.remove(&name) {
                 tracing::info!(frontend = %name, bind = %l.bind, "closing listener");
                 l.stop.stop_accepting();
-                control.closing.push(Closing {
-                    bind: l.bind,
-                    transport: l.transport,
-                    fd: Arc::clone(&l.fd),
-                });
                 listener_changes.push(Change::ListenerClosed {
                     frontend: name,
                     bind: l.bind,
                 });
+                control.closing.push(l);
             }
         }
         for (name, listener, entry) in new_listeners {

@@ -458,8 +458,6 @@ struct ConnWatch {
     /// the parker): it parks [`PARK_AFTER`] after this or `last_active`,
     /// whichever is later.
     awake_since: Instant,
-    /// When this connection saw the graceful stop, if it has.
-    stopping_since: Option<Instant>,
 }
 
 impl ConnWatch {
@@ -472,7 +470,6 @@ impl ConnWatch {
             last_active,
             first,
             awake_since: Instant::now(),
-            stopping_since: None,
         }
     }
 }
@@ -497,6 +494,8 @@ fn fill_idle<'a>(
     limit: std::time::Duration,
     park: bool,
 ) -> impl Future<Output = Fill> + 'a {
+    // When this wait saw the graceful stop, if it has.
+    let mut stopping_since = None;
     poll_fn(move |cx| loop {
         match stream.poll_read_ready(cx) {
             Poll::Ready(Err(_)) => return Poll::Ready(Fill::End),
@@ -523,7 +522,7 @@ fn fill_idle<'a>(
             if !watch.first {
                 return Poll::Ready(Fill::End);
             }
-            let since = *watch.stopping_since.get_or_insert_with(Instant::now);
+            let since = *stopping_since.get_or_insert_with(Instant::now);
             deadline = deadline.min(since + FIRST_REQUEST_GRACE);
         }
         let park_at = watch.last_active.max(watch.awake_since) + PARK_AFTER;
