@@ -154,9 +154,29 @@ median() { sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (
 RESULTS="$WORK/results"
 : >"$RESULTS"
 
+# probe_start MS: the client probes the VIP every 1 ms for MS ms, in the
+# background; the event to measure follows 0.3 s later.
+probe_start() {
+    nsx cl "$WORK/prober" probe "$VIP" "$PORT" "$1" 1000 >"$WORK/probe" &
+    PP=$!
+    sleep 0.3
+}
+
+# record KIND ROUTER: waits for the probe, logs it, warns unless ROUTER
+# answered last, and adds the gap and the probes lost to the results
+# (uses one_run's impl, ver and adv).
+record() {
+    local kind=$1 want=$2 out
+    wait "$PP" || true
+    out=$(cat "$WORK/probe")
+    printf '%s v%s %sms %-8s %s\n' "$impl" "$ver" "$adv" "$kind" "$out" >&2
+    [ "$(echo "$out" | field last)" = "$want" ] || echo "  WARNING: $want does not hold the VIP after $kind" >&2
+    echo "$impl $ver $adv $kind $(echo "$out" | field max_gap_ms) $(echo "$out" | field lost)" >>"$RESULTS"
+}
+
 # one_run IMPL VERSION ADVERT_MS
 one_run() {
-    local impl=$1 ver=$2 adv=$3 out
+    local impl=$1 ver=$2 adv=$3
     local budget=$((3 * adv + 1200))
     # r1 master, r2 backup.
     start r1 "$impl" "$ver" "$adv" 150
@@ -165,41 +185,27 @@ one_run() {
     sleep "$(awk "BEGIN { print 4 * $adv / 1000 + 0.2 }")"
 
     # crash: SIGKILL and cable pulled at once.
-    nsx cl "$WORK/prober" probe "$VIP" "$PORT" "$((300 + budget))" 1000 >"$WORK/probe" &
-    local pp=$!
-    sleep 0.3
+    probe_start "$((300 + budget))"
     kill -9 -- "-${PID[r1]}" 2>/dev/null || true
     ip -n "${P}sw" link set p-r1 down
-    wait "$pp" || true
+    record crash r2
     wait "${PID[r1]}" 2>/dev/null || true
     unset "PID[r1]"
-    out=$(cat "$WORK/probe")
-    echo "$impl v$ver ${adv}ms crash    $out" >&2
-    [ "$(echo "$out" | field last)" = r2 ] || echo "  WARNING: r2 did not take over" >&2
-    echo "$impl $ver $adv crash $(echo "$out" | field max_gap_ms) $(echo "$out" | field lost)" >>"$RESULTS"
 
     # failback: the crashed node returns (VIP gone, cable back) and preempts.
     ip -n "${P}r1" addr del "$VIP/24" dev eth0 2>/dev/null || true
     ip -n "${P}sw" link set p-r1 up
     sleep 0.1
-    nsx cl "$WORK/prober" probe "$VIP" "$PORT" "$((500 + budget + 500))" 1000 >"$WORK/probe" &
-    pp=$!
-    sleep 0.3
+    probe_start "$((500 + budget + 500))"
     start r1 "$impl" "$ver" "$adv" 150
-    wait "$pp" || true
-    out=$(cat "$WORK/probe")
-    echo "$impl v$ver ${adv}ms failback $out" >&2
-    [ "$(echo "$out" | field last)" = r1 ] || echo "  WARNING: r1 did not take back the VIP" >&2
-    echo "$impl $ver $adv failback $(echo "$out" | field max_gap_ms) $(echo "$out" | field lost)" >>"$RESULTS"
+    record failback r1
     wait_master r1 r2
 
     # upgrade: a new binary replaces the master's daemon. halb: `halb run
     # --upgrade` (the new process continues as master); keepalived has no
     # binary upgrade: a restart (SIGTERM, start), which is a planned
     # switchover followed by a preempting failback.
-    nsx cl "$WORK/prober" probe "$VIP" "$PORT" "$((300 + budget + 3000))" 1000 >"$WORK/probe" &
-    pp=$!
-    sleep 0.3
+    probe_start "$((300 + budget + 3000))"
     if [ "$impl" = halb ]; then
         local old=${PID[r1]}
         setsid ip netns exec "${P}r1" "$HALB" run --upgrade -c "$WORK/r1.toml" >>"$WORK/r1.log" 2>&1 &
@@ -210,23 +216,13 @@ one_run() {
         stop r1 TERM
         start r1 "$impl" "$ver" "$adv" 150
     fi
-    wait "$pp" || true
-    out=$(cat "$WORK/probe")
-    echo "$impl v$ver ${adv}ms upgrade  $out" >&2
-    [ "$(echo "$out" | field last)" = r1 ] || echo "  WARNING: r1 is not master after the upgrade" >&2
-    echo "$impl $ver $adv upgrade $(echo "$out" | field max_gap_ms) $(echo "$out" | field lost)" >>"$RESULTS"
+    record upgrade r1
     wait_master r1 r2
 
     # planned: SIGTERM of the master.
-    nsx cl "$WORK/prober" probe "$VIP" "$PORT" "$((300 + adv + 1000))" 1000 >"$WORK/probe" &
-    pp=$!
-    sleep 0.3
+    probe_start "$((300 + adv + 1000))"
     stop r1 TERM
-    wait "$pp" || true
-    out=$(cat "$WORK/probe")
-    echo "$impl v$ver ${adv}ms planned  $out" >&2
-    [ "$(echo "$out" | field last)" = r2 ] || echo "  WARNING: r2 did not take over" >&2
-    echo "$impl $ver $adv planned $(echo "$out" | field max_gap_ms) $(echo "$out" | field lost)" >>"$RESULTS"
+    record planned r2
 
     stop r2 TERM
     ip -n "${P}r1" addr del "$VIP/24" dev eth0 2>/dev/null || true
