@@ -359,10 +359,10 @@ pub enum StopReason {
     Upgraded,
 }
 
-/// The sockets inherited from the process being replaced.
+/// What the process being replaced hands over (nothing without
+/// `--upgrade`).
+#[derive(Default)]
 struct Inherited {
-    /// Tells the old process we are ready; it then drains and exits.
-    channel: std::os::unix::net::UnixStream,
     listeners: Vec<dataplane::ListenerFd>,
     metrics: Option<std::net::TcpListener>,
     /// VRRP instances the old process is master of.
@@ -371,8 +371,12 @@ struct Inherited {
     xdp_links: Vec<ebpf::HandedLink>,
 }
 
-/// Asks the running daemon at `socket` for its listening sockets.
-async fn take_over(socket: &std::path::Path) -> Result<Inherited, String> {
+/// Asks the running daemon at `socket` for its listening sockets; also
+/// returns the channel that tells it we are ready (it then drains and
+/// exits).
+async fn take_over(
+    socket: &std::path::Path,
+) -> Result<(std::os::unix::net::UnixStream, Inherited), String> {
     let socket = socket.to_path_buf();
     tokio::task::spawn_blocking(move || {
         use std::io::Write as _;
@@ -418,13 +422,13 @@ async fn take_over(socket: &std::path::Path) -> Result<Inherited, String> {
                 link,
             });
         }
-        Ok(Inherited {
-            channel: stream,
+        let inherited = Inherited {
             listeners,
             metrics,
             vrrp_masters: meta.vrrp_masters.into_iter().collect(),
             xdp_links,
-        })
+        };
+        Ok((stream, inherited))
     })
     .await
     .map_err(|e| format!("--upgrade: {e}"))?
@@ -546,14 +550,14 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
         );
         return exit::STARTUP;
     }
-    let mut inherited = if opts.upgrade {
+    let (upgrade_channel, inherited) = if opts.upgrade {
         match take_over(&config.node.admin_socket).await {
-            Ok(i) => {
+            Ok((channel, i)) => {
                 tracing::info!(
                     sockets = i.listeners.len(),
                     "upgrade: received the listening sockets"
                 );
-                Some(i)
+                (Some(channel), i)
             }
             Err(e) => {
                 tracing::error!("{e}");
@@ -561,11 +565,10 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
             }
         }
     } else {
-        None
+        (None, Inherited::default())
     };
 
-    let inherited_metrics = inherited.as_mut().and_then(|i| i.metrics.take());
-    let metrics_listener = match (config.node.metrics_listen, inherited_metrics) {
+    let metrics_listener = match (config.node.metrics_listen, inherited.metrics) {
         (None, _) => None,
         (Some(addr), Some(l)) if l.local_addr().is_ok_and(|a| a == addr || addr.port() == 0) => {
             match l
@@ -592,17 +595,9 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
         l.as_fd().try_clone_to_owned().ok()
     });
 
-    let listeners = inherited
-        .as_mut()
-        .map(|i| std::mem::take(&mut i.listeners))
-        .unwrap_or_default();
-    let xdp_links = inherited
-        .as_mut()
-        .map(|i| std::mem::take(&mut i.xdp_links))
-        .unwrap_or_default();
-    let xdp = XdpPart::start(&config, xdp_links);
+    let xdp = XdpPart::start(&config, inherited.xdp_links);
     let userspace = xdp_part::userspace_config(&config, &xdp.fallback());
-    let dataplane = match DataplanePart::start(&userspace, listeners) {
+    let dataplane = match DataplanePart::start(&userspace, inherited.listeners) {
         Ok(d) => d,
         Err(e) => {
             tracing::error!("{e}");
@@ -618,11 +613,8 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
             return exit::STARTUP;
         }
     };
-    let masters = inherited
-        .as_mut()
-        .map(|i| std::mem::take(&mut i.vrrp_masters))
-        .unwrap_or_default();
-    let vrrp = match VrrpPart::start(&config, cluster.vrrp_control(), &masters).await {
+    let vrrp = match VrrpPart::start(&config, cluster.vrrp_control(), &inherited.vrrp_masters).await
+    {
         Ok(v) => v,
         Err(e) => {
             tracing::error!("{e}");
@@ -632,7 +624,7 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
 
     // The admin socket last: until it is bound, a failed start leaves the
     // running daemon (if any) untouched and reachable.
-    if inherited.is_some() {
+    if upgrade_channel.is_some() {
         let _ = std::fs::remove_file(&config.node.admin_socket);
     }
     let admin_listener = match admin::bind(&config.node.admin_socket).await {
@@ -690,9 +682,8 @@ pub async fn run(source: ConfigSource, config: Config, opts: RunOptions) -> u8 {
             return exit::STARTUP;
         }
     };
-    if let Some(i) = inherited.take() {
+    if let Some(mut channel) = upgrade_channel {
         use std::io::Write as _;
-        let mut channel = i.channel;
         if let Err(e) = channel.write_all(b"ready\n") {
             tracing::warn!(error = %e, "upgrade: could not tell the old process we are ready");
         }
