@@ -13,6 +13,15 @@ use vrrp_common::{config, vip, wait_state, Lan, VIP, VIP6};
 
 const T: Duration = Duration::from_secs(15);
 
+/// The VIP of the LAN's family, with its prefix length.
+fn vip_cidr(lan: &Lan) -> String {
+    if lan.v6 {
+        format!("{VIP6}/64")
+    } else {
+        format!("{VIP}/24")
+    }
+}
+
 /// keepalived in router `name`'s namespace with a per-test config.
 /// `auth`: a VRRPv2 simple-text password (`auth_type PASS`).
 fn keepalived(lan: &Lan, name: &str, version: u8, priority: u8, auth: Option<&str>) -> NsChild {
@@ -22,12 +31,13 @@ fn keepalived(lan: &Lan, name: &str, version: u8, priority: u8, auth: Option<&st
     let auth = auth.map_or(String::new(), |p| {
         format!("  authentication {{\n    auth_type PASS\n    auth_pass {p}\n  }}\n")
     });
+    let vip = vip_cidr(lan);
     std::fs::write(
         &conf,
         format!(
             "global_defs {{\n  router_id {name}\n  vrrp_version {version}\n}}\n\
              vrrp_instance front {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n\
-             priority {priority}\n  advert_int {advert}\n{auth}  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+             priority {priority}\n  advert_int {advert}\n{auth}  virtual_ipaddress {{\n    {vip}\n  }}\n}}\n"
         ),
     )
     .expect("keepalived config");
@@ -49,14 +59,15 @@ fn keepalived(lan: &Lan, name: &str, version: u8, priority: u8, auth: Option<&st
         .expect("spawn keepalived")
 }
 
-fn halb_config(name: &str, version: u8, priority: u8, auth: Option<&str>) -> String {
+fn halb_config(lan: &Lan, name: &str, version: u8, priority: u8, auth: Option<&str>) -> String {
     let advert = if version == 2 { "1s" } else { "100ms" };
     let auth = auth.map_or(String::new(), |p| format!("auth_pass = \"{p}\"\n"));
+    let vip = vip_cidr(lan);
     config(
         name,
         &format!(
             "[[vrrp]]\nname = \"front\"\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
-             version = {version}\nadvert_interval = \"{advert}\"\nvirtual_ips = [\"{VIP}/24\"]\n\
+             version = {version}\nadvert_interval = \"{advert}\"\nvirtual_ips = [\"{vip}\"]\n\
              garp = {{ repeat = 3, interval = \"10ms\" }}\n{auth}"
         ),
     )
@@ -82,7 +93,7 @@ fn wait_log(k: &NsChild, needle: &str, times: usize, limit: Duration) {
 /// when halb is killed, and gives the VIP back when halb returns.
 fn halb_master_keepalived_backup(version: u8) {
     let lan = Lan::new(&format!("ka{version}h"), 2, false);
-    let mut halb = lan.start("r1", &halb_config("r1", version, 150, None));
+    let mut halb = lan.start("r1", &halb_config(&lan, "r1", version, 150, None));
     let ka = keepalived(&lan, "r2", version, 100, None);
     wait_state(&halb, "front", "master", T);
     wait_log(&ka, "Entering BACKUP STATE", 1, T);
@@ -97,7 +108,7 @@ fn halb_master_keepalived_backup(version: u8) {
     wait_log(&ka, "Entering MASTER STATE", 1, T);
     lan.assert_via(vip(), "r2");
 
-    let halb = lan.start("r1", &halb_config("r1", version, 150, None));
+    let halb = lan.start("r1", &halb_config(&lan, "r1", version, 150, None));
     let s = wait_state(&halb, "front", "master", T);
     assert_eq!(s["last_transition"]["reason"], "preempted", "{s}");
     wait_log(&ka, "Entering BACKUP STATE", 2, T);
@@ -119,7 +130,7 @@ fn halb_master_keepalived_backup(version: u8) {
 fn keepalived_master_halb_backup(version: u8) {
     let lan = Lan::new(&format!("ka{version}k"), 2, false);
     let mut ka = keepalived(&lan, "r1", version, 150, None);
-    let halb: Node = lan.start("r2", &halb_config("r2", version, 100, None));
+    let halb: Node = lan.start("r2", &halb_config(&lan, "r2", version, 100, None));
     wait_log(&ka, "Entering MASTER STATE", 1, T);
     let s = wait_state(&halb, "front", "backup", T);
     let s = if s["master"] == "10.0.0.1" {
@@ -195,7 +206,7 @@ fn vrrp_keepalived_v2_auth_pass_both_ways() {
     testsupport::require_tool!("keepalived");
     let lan = Lan::new("ka2p", 2, false);
     let pass = Some("s3cret");
-    let mut halb = lan.start("r1", &halb_config("r1", 2, 150, pass));
+    let mut halb = lan.start("r1", &halb_config(&lan, "r1", 2, 150, pass));
     let ka = keepalived(&lan, "r2", 2, 100, pass);
     wait_state(&halb, "front", "master", T);
     wait_log(&ka, "Entering BACKUP STATE", 1, T);
@@ -211,7 +222,7 @@ fn vrrp_keepalived_v2_auth_pass_both_ways() {
 
     halb.crash();
     wait_log(&ka, "Entering MASTER STATE", 1, T);
-    let mut halb = lan.start("r1", &halb_config("r1", 2, 50, pass));
+    let mut halb = lan.start("r1", &halb_config(&lan, "r1", 2, 50, pass));
     let s = halb.wait_status("keepalived's authenticated adverts", T, |s| {
         s["vrrp"]["instances"][0]["counters"]["adverts_received"]
             .as_u64()
@@ -225,7 +236,7 @@ fn vrrp_keepalived_v2_auth_pass_both_ways() {
 
     // A wrong password: keepalived's adverts are dropped and counted.
     halb.crash();
-    let halb = lan.start("r1", &halb_config("r1", 2, 50, Some("wrong")));
+    let halb = lan.start("r1", &halb_config(&lan, "r1", 2, 50, Some("wrong")));
     let s = halb.wait_status("dropped adverts", T, |s| {
         s["vrrp"]["instances"][0]["counters"]["rx_dropped"]
             .as_u64()
@@ -245,47 +256,10 @@ fn vrrp_keepalived_v3_ipv6_both_roles() {
     testsupport::require_tool!("keepalived");
     let lan = Lan::new("ka6", 2, true);
     let vip6: std::net::IpAddr = VIP6.parse().expect("vip");
-    let conf = lan.lab.dir().join("r1-keepalived6.conf");
-    let write_conf = |priority: u8| {
-        std::fs::write(
-            &conf,
-            format!(
-                "global_defs {{\n  router_id r1\n  vrrp_version 3\n}}\n\
-                 vrrp_instance front {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n\
-                 priority {priority}\n  advert_int 0.1\n  virtual_ipaddress {{\n    {VIP6}/64\n  }}\n}}\n"
-            ),
-        )
-        .expect("keepalived config");
-    };
-    let spawn_ka = |n: u32| {
-        let dir = lan.lab.dir();
-        lan.router("r1")
-            .ns
-            .command("keepalived")
-            .args(["-n", "-l", "-D", "-P", "-f"])
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir.join(format!("r1-ka6-{n}.pid")))
-            .arg("-r")
-            .arg(dir.join(format!("r1-vrrp6-{n}.pid")))
-            .spawn()
-            .expect("spawn keepalived")
-    };
-    let halb_conf = |priority: u8| {
-        config(
-            "r2",
-            &format!(
-                "[[vrrp]]\nname = \"front\"\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
-                 version = 3\nadvert_interval = \"100ms\"\nvirtual_ips = [\"{VIP6}/64\"]\n\
-                 garp = {{ repeat = 3, interval = \"10ms\" }}\n"
-            ),
-        )
-    };
 
     // keepalived master, halb backup: halb accepts its adverts.
-    write_conf(150);
-    let mut ka = spawn_ka(0);
-    let mut halb = lan.start("r2", &halb_conf(100));
+    let mut ka = keepalived(&lan, "r1", 3, 150, None);
+    let mut halb = lan.start("r2", &halb_config(&lan, "r2", 3, 100, None));
     wait_log(&ka, "Entering MASTER STATE", 1, T);
     let s = halb.wait_status("keepalived's IPv6 adverts", T, |s| {
         s["vrrp"]["instances"][0]["counters"]["adverts_received"]
@@ -305,8 +279,7 @@ fn vrrp_keepalived_v3_ipv6_both_roles() {
     lan.assert_via(vip6, "r2");
 
     // keepalived back with a lower priority stays backup behind halb.
-    write_conf(50);
-    let ka = spawn_ka(1);
+    let ka = keepalived(&lan, "r1", 3, 50, None);
     wait_log(&ka, "Entering BACKUP STATE", 1, T);
     std::thread::sleep(Duration::from_millis(600));
     assert!(
