@@ -15,7 +15,17 @@ use serde_json::Value;
 
 const HALB: &str = env!("CARGO_BIN_EXE_halb");
 
+/// Processes to kill and a scratch directory to remove at the end.
 struct Guard(Vec<Child>, PathBuf);
+
+impl Guard {
+    /// A fresh scratch directory named `tag`-PID under the temp dir.
+    fn scratch(tag: &str) -> Guard {
+        let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Guard(Vec::new(), dir)
+    }
+}
 impl Drop for Guard {
     fn drop(&mut self) {
         for c in &mut self.0 {
@@ -85,9 +95,8 @@ fn get(addr: SocketAddr) -> std::io::Result<bool> {
 
 #[test]
 fn upgrade_hands_over_listeners_without_a_failed_request() {
-    let dir = std::env::temp_dir().join(format!("halb-upgrade-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut guard = Guard(Vec::new(), dir.clone());
+    let mut guard = Guard::scratch("halb-upgrade");
+    let dir = guard.1.clone();
     let socket = dir.join("admin.sock");
     let cfg = dir.join("halb.toml");
     let be = backend();
@@ -239,9 +248,8 @@ health = {{ kind = "tcp", interval = "200ms", timeout = "100ms" }}
 
 #[test]
 fn upgrade_with_a_cluster_is_refused_before_touching_the_running_daemon() {
-    let dir = std::env::temp_dir().join(format!("halb-upgrade-cl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let _guard = Guard(Vec::new(), dir.clone());
+    let guard = Guard::scratch("halb-upgrade-cl");
+    let dir = guard.1.clone();
     let key = dir.join("cluster.key");
     std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
     let cfg = dir.join("halb.toml");
