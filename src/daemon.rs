@@ -250,6 +250,9 @@ impl Daemon {
         if new.node.worker_threads != old.node.worker_threads {
             out.push("node.worker_threads changed: takes effect on restart".to_string());
         }
+        if new.node.worker_scaling != old.node.worker_scaling {
+            out.push("node.worker_scaling changed: takes effect on restart".to_string());
+        }
         if new.node.name != old.node.name {
             out.push(format!(
                 "node.name changed from {} to {}",

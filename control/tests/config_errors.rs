@@ -215,7 +215,7 @@ fn unknown_key_in_node() {
         &[(
             3,
             1,
-            "unknown key 'threads', expected one of: name, admin_socket, metrics_listen, worker_threads, log_level, shutdown_timeout",
+            "unknown key 'threads', expected one of: name, admin_socket, metrics_listen, worker_threads, worker_scaling, log_level, shutdown_timeout",
         )],
     );
 }
@@ -424,7 +424,7 @@ fn bad_cidr() {
 #[test]
 fn node_values_out_of_range() {
     check(
-        "[node]\nname = \"lb 1\"\nworker_threads = 0\nlog_level = \"verbose\"\nadmin_socket = \"\"\n",
+        "[node]\nname = \"lb 1\"\nworker_threads = 0\nlog_level = \"verbose\"\nadmin_socket = \"\"\nworker_scaling = \"some\"\n",
         &[
             (
                 2,
@@ -438,6 +438,11 @@ fn node_values_out_of_range() {
                 "log_level must be one of: error, warn, info, debug, trace, got \"verbose\"",
             ),
             (5, 16, "admin_socket must not be empty"),
+            (
+                6,
+                18,
+                "worker_scaling must be one of: auto, all, got \"some\"",
+            ),
         ],
     );
 }

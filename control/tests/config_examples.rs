@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use control::config::{
     load, parse, Algorithm, Config, FenceAction, ForwardedHeaders, Forwarding, FrontendMode,
-    HashKey, HealthKind, IpFamily, NoQuorumPolicy, ProxyProtocol, V3Checksum, VrrpVersion, XdpMode,
+    HashKey, HealthKind, IpFamily, NoQuorumPolicy, ProxyProtocol, V3Checksum, VrrpVersion,
+    WorkerScaling, XdpMode,
 };
 
 fn example(name: &str) -> Config {
@@ -36,6 +37,7 @@ fn minimal_example_parses_with_defaults() {
     assert_eq!(c.node.admin_socket, PathBuf::from("/run/halb/admin.sock"));
     assert_eq!(c.node.metrics_listen, None);
     assert!(c.node.worker_threads >= 1);
+    assert_eq!(c.node.worker_scaling, WorkerScaling::Auto);
     assert_eq!(c.node.shutdown_timeout, Duration::from_secs(10));
     assert!(c.vrrp.is_empty());
     assert!(c.cluster.is_none());
@@ -81,6 +83,7 @@ fn full_example_parses() {
     let c = example("halb.toml");
     assert_eq!(c.node.metrics_listen, Some(addr("127.0.0.1:9100")));
     assert_eq!(c.node.worker_threads, 2);
+    assert_eq!(c.node.worker_scaling, WorkerScaling::All);
 
     assert_eq!(c.vrrp.len(), 2);
     let v4 = c.vrrp_instance("front").expect("front");

@@ -68,6 +68,10 @@ const REUSE_WAIT: Duration = Duration::from_secs(5);
 /// Pooled keep-alive HTTP/1.1 connections of one frontend to its servers,
 /// per server address. Idle connections older than the frontend's idle
 /// timeout (at most 90 s) are dropped at checkout and by a reaper task.
+///
+/// The pool has one share per event loop (and one for tasks on no loop):
+/// a connection is only reused by tasks of the loop whose reactor it is
+/// registered with, so its events never cross threads.
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
     pool: Arc<Pool>,
@@ -78,20 +82,31 @@ struct IdleConn {
     since: Instant,
 }
 
-struct Pool {
+/// One event loop's share of a [`Pool`].
+#[derive(Default)]
+struct Share {
     idle: Mutex<HashMap<SocketAddr, Vec<IdleConn>>>,
     /// Plain keep-alive connections of the HTTP/1.1 fast path
     /// ([`crate::h1`]), with the time they went idle.
     raw: Mutex<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+}
+
+struct Pool {
+    shares: Box<[Share]>,
     connect_timeout: Duration,
     idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let idle: usize = lock(&self.idle).values().map(Vec::len).sum();
-        let raw: usize = lock(&self.raw).values().map(Vec::len).sum();
+        let mut idle = 0;
+        let mut raw = 0;
+        for s in self.shares.iter() {
+            idle += lock(&s.idle).values().map(Vec::len).sum::<usize>();
+            raw += lock(&s.raw).values().map(Vec::len).sum::<usize>();
+        }
         f.debug_struct("Pool")
+            .field("shares", &self.shares.len())
             .field("idle", &idle)
             .field("raw", &raw)
             .field("connect_timeout", &self.connect_timeout)
@@ -101,20 +116,30 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
+    /// The share of the event loop running this thread (the last share
+    /// off the loops).
+    fn share(&self) -> &Share {
+        let n = self.shares.len();
+        let i = crate::loops::current().map_or(n - 1, |w| w % n);
+        &self.shares[i]
+    }
+
     fn reap(&self, now: Instant) {
-        let mut idle = lock(&self.idle);
-        idle.retain(|_, list| {
-            list.retain(|c| {
-                !c.tx.is_closed() && now.saturating_duration_since(c.since) < self.idle_timeout
+        for share in self.shares.iter() {
+            let mut idle = lock(&share.idle);
+            idle.retain(|_, list| {
+                list.retain(|c| {
+                    !c.tx.is_closed() && now.saturating_duration_since(c.since) < self.idle_timeout
+                });
+                !list.is_empty()
             });
-            !list.is_empty()
-        });
-        drop(idle);
-        let mut raw = lock(&self.raw);
-        raw.retain(|_, list| {
-            list.retain(|(_, since)| now.saturating_duration_since(*since) < self.idle_timeout);
-            !list.is_empty()
-        });
+            drop(idle);
+            let mut raw = lock(&share.raw);
+            raw.retain(|_, list| {
+                list.retain(|(_, since)| now.saturating_duration_since(*since) < self.idle_timeout);
+                !list.is_empty()
+            });
+        }
     }
 }
 
@@ -137,10 +162,10 @@ struct Checkout {
 }
 
 impl UpstreamClient {
-    pub(crate) fn new(fe: &FrontendConfig) -> Self {
+    /// A pool with `shares` shares (at least one).
+    pub(crate) fn new(fe: &FrontendConfig, shares: usize) -> Self {
         let pool = Arc::new(Pool {
-            idle: Mutex::new(HashMap::new()),
-            raw: Mutex::new(HashMap::new()),
+            shares: (0..shares.max(1)).map(|_| Share::default()).collect(),
             connect_timeout: fe.timeouts.connect,
             idle_timeout: fe.timeouts.client_idle.min(Duration::from_secs(90)),
         });
@@ -169,7 +194,7 @@ impl UpstreamClient {
     /// server has closed shows as readable (end of stream) and is dropped;
     /// no system call is made for a connection with nothing pending.
     pub(crate) fn raw_checkout(&self, addr: SocketAddr, now: Instant) -> Option<TcpStream> {
-        let mut raw = lock(&self.pool.raw);
+        let mut raw = lock(&self.pool.share().raw);
         let list = raw.get_mut(&addr)?;
         while let Some((s, since)) = list.pop() {
             if now.saturating_duration_since(since) >= self.pool.idle_timeout {
@@ -187,7 +212,7 @@ impl UpstreamClient {
 
     /// Return a fast-path connection whose last response was read exactly.
     pub(crate) fn raw_checkin(&self, addr: SocketAddr, s: TcpStream, now: Instant) {
-        let mut raw = lock(&self.pool.raw);
+        let mut raw = lock(&self.pool.share().raw);
         let list = raw.entry(addr).or_default();
         if list.len() >= MAX_IDLE_PER_SERVER {
             list.remove(0);
@@ -197,7 +222,7 @@ impl UpstreamClient {
 
     /// An idle, reusable connection to `addr`, if any (most recent first).
     fn checkout(&self, addr: SocketAddr, now: Instant) -> Option<SendRequest<UpBody>> {
-        let mut idle = lock(&self.pool.idle);
+        let mut idle = lock(&self.pool.share().idle);
         let list = idle.get_mut(&addr)?;
         while let Some(c) = list.pop() {
             if c.tx.is_ready() && now.saturating_duration_since(c.since) < self.pool.idle_timeout {
@@ -213,7 +238,7 @@ impl UpstreamClient {
         if !tx.is_ready() {
             return;
         }
-        let mut idle = lock(&self.pool.idle);
+        let mut idle = lock(&self.pool.share().idle);
         let list = idle.entry(addr).or_default();
         if list.len() >= MAX_IDLE_PER_SERVER {
             // The oldest goes.
@@ -527,30 +552,25 @@ pub async fn serve(listener: TcpListener, frontend: FrontendHandle, shutdown: Sh
             },
             _ => (stream, Vec::new(), open),
         };
-        let stream = match TcpStream::from_std(stream) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(frontend = %frontend.name(), client = %peer, error = %e, "cannot register a connection");
-                continue;
-            }
-        };
-        frontend.inner.tracker.spawn(crate::h1::serve_conn(
-            stream,
-            peer,
-            inbuf,
-            frontend.clone(),
-            fe,
-            shutdown.clone(),
-            open,
-            parker.clone(),
-        ));
+        let (handle, stop, parker) = (frontend.clone(), shutdown.clone(), parker.clone());
+        frontend.spawn_conn(async move {
+            // On the event loop that serves it: its reactor watches the socket.
+            let stream = match TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(frontend = %handle.name(), client = %peer, error = %e, "cannot register a connection");
+                    return;
+                }
+            };
+            crate::h1::serve_conn(stream, peer, inbuf, handle, fe, stop, open, parker).await
+        });
     }
     tracing::info!(frontend = %frontend.name(), "listener stopped");
 }
 
 /// Accept one connection, non-blocking and close-on-exec, without
 /// registering it with tokio.
-async fn accept(
+pub(crate) async fn accept(
     listener: &tokio::io::unix::AsyncFd<std::net::TcpListener>,
 ) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
     loop {

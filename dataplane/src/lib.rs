@@ -3,7 +3,8 @@
 //! frontends behind one [`Runtime`] whose configuration is an immutable
 //! snapshot swapped on reload.
 //!
-//! Entry points for the daemon: [`Runtime::new`], [`Runtime::apply`],
+//! Entry points for the daemon: [`Runtime::new`] (or
+//! [`Runtime::with_loops`], client connections on event loops of their own), [`Runtime::apply`],
 //! [`Runtime::server_admin`], [`Runtime::status`], [`Runtime::shutdown`],
 //! and for socket hand-over [`Runtime::listener_fds`] /
 //! [`Runtime::adopt_listeners`].
@@ -14,6 +15,7 @@ pub mod error;
 mod h1;
 pub mod health;
 pub mod http;
+pub mod loops;
 pub mod maglev;
 mod metrics;
 mod park;
@@ -25,6 +27,7 @@ pub mod udp;
 
 pub use error::{Error, ErrorSource, ProxyError, ProxyErrorKind};
 pub use health::{AdminState, ServerState};
+pub use loops::{EventLoops, LoopsError, Scaling};
 pub use runtime::{
     serve, AdminAction, BackendStatus, Change, CheckReport, FrontendHandle, FrontendStatus,
     Listener, ListenerFd, ReloadDiff, Runtime, ServerStatus, ShutdownReport, Status,

@@ -21,6 +21,10 @@
 //! | `halb_server_state` | gauge (0 DOWN, 1 UP, 2 DRAIN, 3 MAINT) | backend, server |
 //! | `halb_server_check_duration_seconds` | histogram | backend, server |
 //! | `halb_server_transitions_total` | counter | backend, server, to |
+//! | `halb_event_loops` | gauge | |
+//! | `halb_event_loops_active` | gauge (loops taking connections) | |
+//! | `halb_event_loop_changes_total` | counter | reason (saturated, contended, light) |
+//! | `halb_event_loop_moves_total` | counter (connections moved between loops) | |
 //!
 //! "in" is from clients towards servers, "out" is from servers towards clients.
 

@@ -26,6 +26,7 @@ use crate::error::{Error, ProxyError, ProxyErrorKind};
 use crate::health::{
     AdminState, Health, HealthParams, OutlierParams, PassiveEvent, ServerState, Transition,
 };
+use crate::loops::EventLoops;
 use crate::metrics::{BackendMetrics, FrontendMetrics, ServerMetrics};
 use crate::shutdown::Shutdown;
 
@@ -854,6 +855,8 @@ pub(crate) struct Inner {
     pub shutdown: Shutdown,
     pub tracker: TaskTracker,
     pub rt: tokio::runtime::Handle,
+    /// Event loops for client connections; `None`: they run on `rt`.
+    pub loops: Option<Arc<EventLoops>>,
 }
 
 /// The user-space data plane. Cheap to clone.
@@ -890,6 +893,29 @@ impl FrontendHandle {
     /// Frontend name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Run a client connection's task, tracked for a graceful stop: on the
+    /// least loaded active event loop, or on the runtime's own threads
+    /// without loops. Sockets the task registers when first polled belong
+    /// to the reactor it runs on.
+    pub(crate) fn spawn_conn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let fut = self.inner.tracker.track_future(fut);
+        match &self.inner.loops {
+            Some(w) => w.spawn(fut),
+            None => {
+                self.inner.rt.spawn(fut);
+            }
+        }
+    }
+
+    /// How many shares the server connection pools have: one per event
+    /// loop, and one for tasks on no loop.
+    pub(crate) fn pool_shards(inner: &Inner) -> usize {
+        inner.loops.as_ref().map_or(0, |w| w.len()) + 1
     }
 }
 
@@ -1008,6 +1034,17 @@ impl Runtime {
     /// runtime (its handle is kept for the tasks the data plane spawns).
     /// Install the metrics recorder before this.
     pub fn new() -> Result<Runtime, Error> {
+        Self::build(None)
+    }
+
+    /// Like [`Runtime::new`], with client connections served on `loops`
+    /// instead of on the calling runtime, which keeps the accept loops and
+    /// health checks.
+    pub fn with_loops(loops: Arc<EventLoops>) -> Result<Runtime, Error> {
+        Self::build(Some(loops))
+    }
+
+    fn build(loops: Option<Arc<EventLoops>>) -> Result<Runtime, Error> {
         let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoTokioRuntime)?;
         Ok(Runtime {
             inner: Arc::new(Inner {
@@ -1016,6 +1053,7 @@ impl Runtime {
                 shutdown: Shutdown::new(),
                 tracker: TaskTracker::new(),
                 rt,
+                loops,
             }),
         })
     }
@@ -1227,7 +1265,10 @@ impl Runtime {
                     Some((o, c)) if o.cfg.timeouts.connect == fe.timeouts.connect => {
                         Some(c.clone())
                     }
-                    _ => Some(crate::http::UpstreamClient::new(fe)),
+                    _ => Some(crate::http::UpstreamClient::new(
+                        fe,
+                        FrontendHandle::pool_shards(&self.inner),
+                    )),
                 }
             } else {
                 None

@@ -23,6 +23,15 @@ use crate::shutdown::{CancelWatch, Shutdown};
 /// `shutdown` stops accepting. Connections go on until they end, their
 /// server's drain deadline passes, or `shutdown` aborts.
 pub async fn serve(listener: TcpListener, frontend: FrontendHandle, shutdown: Shutdown) {
+    // Accepted without tokio: the socket is registered by the event loop that
+    // serves it.
+    let listener = match listener.into_std().and_then(crate::park::register_listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(frontend = %frontend.name(), error = %e, "cannot watch the listener; not serving");
+            return;
+        }
+    };
     loop {
         let Some((fe, _)) = frontend.current() else {
             // The frontend vanished in a reload; its listener is being stopped.
@@ -38,7 +47,7 @@ pub async fn serve(listener: TcpListener, frontend: FrontendHandle, shutdown: Sh
         };
         let (stream, peer) = tokio::select! {
             _ = shutdown.stopping() => break,
-            r = listener.accept() => match r {
+            r = crate::http::accept(&listener) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(frontend = %frontend.name(), error = %e, "accept failed");
@@ -52,9 +61,16 @@ pub async fn serve(listener: TcpListener, frontend: FrontendHandle, shutdown: Sh
         };
         let conn = ConnGuard::new(Arc::clone(&fe.shared));
         let sd = shutdown.clone();
-        frontend.inner.tracker.spawn(async move {
+        frontend.spawn_conn(async move {
             let _permit = permit;
             let _conn = conn;
+            let stream = match TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(frontend = %fe.cfg.name, client = %peer, error = %e, "cannot register a connection");
+                    return;
+                }
+            };
             if let Err(e) = handle(stream, peer, &fe, &be, &sd).await {
                 tracing::debug!(frontend = %fe.cfg.name, client = %peer, error = %e, "tcp connection ended with error");
             }

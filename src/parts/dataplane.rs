@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use control::config::Config;
-use dataplane::{AdminAction, ListenerFd, Runtime, ServerState};
+use control::config::{Config, WorkerScaling};
+use dataplane::{AdminAction, EventLoops, ListenerFd, Runtime, Scaling, ServerState};
 
 use crate::admin::ServerAction;
 
@@ -19,7 +19,16 @@ impl DataplanePart {
     /// `inherited` are listening sockets handed over by the process this one
     /// replaces (`halb run --upgrade`); matching frontends serve on them.
     pub fn start(config: &Config, inherited: Vec<ListenerFd>) -> Result<DataplanePart, String> {
-        let rt = Runtime::new().map_err(|e| format!("data plane: {e}"))?;
+        // Client connections are served on event loops of their own, one
+        // per data-plane thread; accept loops and checks stay on this
+        // runtime.
+        let scaling = match config.node.worker_scaling {
+            WorkerScaling::Auto => Scaling::Auto,
+            WorkerScaling::All => Scaling::All,
+        };
+        let loops = EventLoops::start(usize::from(config.node.worker_threads), scaling)
+            .map_err(|e| format!("data plane: {e}"))?;
+        let rt = Runtime::with_loops(loops).map_err(|e| format!("data plane: {e}"))?;
         if !inherited.is_empty() {
             rt.adopt_listeners(inherited);
         }

@@ -57,8 +57,14 @@ pub struct NodeConfig {
     /// metrics listener.
     pub metrics_listen: Option<SocketAddr>,
     /// `worker_threads` (1..=1024, default: number of available cores):
-    /// data-plane threads.
+    /// data-plane threads, each an event loop serving client connections.
     pub worker_threads: u16,
+    /// `worker_scaling` (`"auto"` or `"all"`, default `"auto"`): how many of
+    /// the `worker_threads` loops take connections. `auto`: one, and one
+    /// more while every active loop is saturated and a CPU is idle, one
+    /// fewer when the loops wait for CPUs (they would take turns on a CPU)
+    /// or the work fits in fewer. `all`: every loop, always.
+    pub worker_scaling: WorkerScaling,
     /// `log_level` (optional: `error`, `warn`, `info`, `debug`, `trace`);
     /// absent = the `RUST_LOG` environment variable or `info`.
     pub log_level: Option<LogLevel>,
@@ -66,6 +72,16 @@ pub struct NodeConfig {
     /// before the remaining parts are stopped hard.
     #[serde(with = "duration_serde")]
     pub shutdown_timeout: Duration,
+}
+
+/// How many data-plane loops take connections (`node.worker_scaling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerScaling {
+    /// `"auto"`: as many as the machine has CPU for.
+    Auto,
+    /// `"all"`: all of them.
+    All,
 }
 
 /// Log verbosity (`node.log_level`).

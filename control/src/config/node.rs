@@ -5,13 +5,16 @@ use std::time::Duration;
 
 use super::check::Check;
 use super::document::Item;
-use super::model::{LogLevel, NodeConfig};
+use super::model::{LogLevel, NodeConfig, WorkerScaling};
 use super::raw::RawNode;
 
 /// Longest Unix socket path (`sun_path` is 108 bytes with the NUL).
 const SOCKET_PATH_MAX: usize = 107;
 
 pub(crate) const DEFAULT_ADMIN_SOCKET: &str = "/run/halb/admin.sock";
+
+const WORKER_SCALING: &[(&str, WorkerScaling)] =
+    &[("auto", WorkerScaling::Auto), ("all", WorkerScaling::All)];
 
 const LOG_LEVELS: &[(&str, LogLevel)] = &[
     ("error", LogLevel::Error),
@@ -71,6 +74,10 @@ pub(crate) fn check_node(ck: &mut Check<'_, '_>, item: &Item<RawNode>) -> Option
         1024,
         default_workers(),
     );
+    let worker_scaling = raw
+        .worker_scaling
+        .as_ref()
+        .and_then(|v| ck.choice_value(v, "worker_scaling", WORKER_SCALING));
     let log_level = raw
         .log_level
         .as_ref()
@@ -87,6 +94,7 @@ pub(crate) fn check_node(ck: &mut Check<'_, '_>, item: &Item<RawNode>) -> Option
             admin_socket: admin_socket.unwrap_or_default(),
             metrics_listen,
             worker_threads: worker_threads.unwrap_or(1),
+            worker_scaling: worker_scaling.unwrap_or(WorkerScaling::Auto),
             log_level,
             shutdown_timeout: shutdown_timeout.unwrap_or_default(),
         },

@@ -50,6 +50,7 @@ pub(crate) struct RawNode {
     pub(crate) admin_socket: Option<Str>,
     pub(crate) metrics_listen: Option<Str>,
     pub(crate) worker_threads: Option<Int>,
+    pub(crate) worker_scaling: Option<Str>,
     pub(crate) log_level: Option<Str>,
     pub(crate) shutdown_timeout: Option<Dur>,
 }

@@ -180,6 +180,8 @@ enum Served {
     Hyper,
     /// Idle: park it.
     Park,
+    /// Between two requests, to go on on another event loop.
+    Move(usize),
 }
 
 /// A client connection of an `http` frontend, from accept to close: PROXY
@@ -241,27 +243,86 @@ pub(crate) fn resume(
             Err(_) => return,
         },
     };
-    let stream = match TcpStream::from_std(stream) {
+    let ctx = ConnCtx {
+        handle: handle.clone(),
+        client,
+        shutdown: shutdown.clone(),
+        parker: Some(Arc::clone(parker)),
+    };
+    handle.spawn_conn(on_loop(
+        stream,
+        Vec::new(),
+        ctx,
+        (last_active, first),
+        fe,
+        open,
+    ));
+}
+
+/// Move a connection between two requests to event loop `to` (see
+/// [`crate::loops`]): out of this loop's reactor, into a task on the other.
+fn move_to(c: Conn, to: usize) {
+    let Conn {
+        stream,
+        inbuf,
+        ctx,
+        watch,
+        fe,
+        _open,
+    } = c;
+    let Some(loops) = ctx.handle.inner.loops.clone() else {
+        return;
+    };
+    let stream = match stream.into_std() {
         Ok(s) => s,
         Err(e) => {
-            tracing::debug!(frontend = %fe.cfg.name, %client, error = %e, "cannot resume a parked connection");
+            tracing::debug!(frontend = %fe.cfg.name, client = %ctx.client, error = %e, "cannot move a connection to another event loop");
             return;
         }
     };
-    let c = Conn {
+    let tracker = ctx.handle.inner.tracker.clone();
+    let task = on_loop(
         stream,
-        inbuf: Vec::new(),
-        watch: ConnWatch::new(shutdown, last_active, first),
-        ctx: ConnCtx {
-            handle: handle.clone(),
-            client,
-            shutdown: shutdown.clone(),
-            parker: Some(Arc::clone(parker)),
-        },
+        inbuf,
+        ctx,
+        (watch.last_active, watch.first),
         fe,
-        _open: open,
-    };
-    handle.inner.tracker.spawn(after_proxy_header(c));
+        _open,
+    );
+    loops.spawn_moved(to, tracker.track_future(task));
+}
+
+/// A connection's task on the event loop that runs it (from the parker, or
+/// moved from another loop): its socket is registered with this loop's
+/// reactor when first polled. `(last_active, first)` carry its idle state.
+/// Not an `async fn`, like [`run`].
+#[allow(clippy::manual_async_fn)]
+fn on_loop(
+    stream: std::net::TcpStream,
+    inbuf: Vec<u8>,
+    ctx: ConnCtx,
+    (last_active, first): (Instant, bool),
+    fe: Arc<FrontendRt>,
+    open: (ConnGuard, Option<OwnedSemaphorePermit>),
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(frontend = %fe.cfg.name, client = %ctx.client, error = %e, "cannot watch a connection on its event loop");
+                return;
+            }
+        };
+        let c = Conn {
+            stream,
+            inbuf,
+            watch: ConnWatch::new(&ctx.shutdown, last_active, first),
+            ctx,
+            fe,
+            _open: open,
+        };
+        after_proxy_header(c).await
+    }
 }
 
 /// Not an `async fn`: the arguments of one are moved again into the body's
@@ -296,6 +357,7 @@ fn after_proxy_header(mut c: Conn) -> impl Future<Output = ()> + Send {
             Served::Done => {}
             Served::Hyper => to_hyper(c).await,
             Served::Park => park(c),
+            Served::Move(to) => move_to(c, to),
         }
     }
 }
@@ -440,6 +502,16 @@ async fn serve(c: &mut Conn) -> Served {
         c.watch.last_active = Instant::now();
         if !keep || c.ctx.shutdown.is_stopping() {
             return Served::Done;
+        }
+        if let Some(to) = c
+            .ctx
+            .handle
+            .inner
+            .loops
+            .as_ref()
+            .and_then(|l| l.move_target())
+        {
+            return Served::Move(to);
         }
     }
 }
