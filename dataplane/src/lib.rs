@@ -30,6 +30,6 @@ pub use health::{AdminState, ServerState};
 pub use loops::{EventLoops, LoopsError, Scaling};
 pub use runtime::{
     serve, AdminAction, BackendStatus, Change, CheckReport, FrontendHandle, FrontendStatus,
-    Listener, ListenerFd, ReloadDiff, Runtime, ServerStatus, ShutdownReport, Status,
+    Listener, ListenerFd, LoopsStatus, ReloadDiff, Runtime, ServerStatus, ShutdownReport, Status,
 };
 pub use shutdown::Shutdown;

@@ -787,6 +787,24 @@ pub struct Status {
     pub frontends: Vec<FrontendStatus>,
     /// Backends, in configuration order.
     pub backends: Vec<BackendStatus>,
+    /// The event loops serving client connections, if any (else they run
+    /// on the caller's runtime).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loops: Option<LoopsStatus>,
+}
+
+/// `halb status` view of the event loops ([`crate::loops`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LoopsStatus {
+    /// `auto` or `all` (`node.worker_scaling`; `all` also when the kernel
+    /// gives no scheduler figures).
+    pub scaling: &'static str,
+    /// Loops taking connections.
+    pub active: usize,
+    /// Connection tasks on each loop (idle parked connections are on none).
+    pub connections: Vec<usize>,
+    /// Connections moved between loops so far.
+    pub moves: u64,
 }
 
 /// What [`Runtime::shutdown`] did.
@@ -1540,9 +1558,19 @@ impl Runtime {
                 }
             })
             .collect();
+        let loops = self.inner.loops.as_ref().map(|l| LoopsStatus {
+            scaling: match l.scaling() {
+                crate::loops::Scaling::Auto => "auto",
+                crate::loops::Scaling::All => "all",
+            },
+            active: l.active(),
+            connections: l.connections(),
+            moves: l.moves(),
+        });
         Status {
             frontends,
             backends,
+            loops,
         }
     }
 

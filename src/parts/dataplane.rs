@@ -115,6 +115,18 @@ pub fn render(status: &dataplane::Status, out: &mut String) {
             f.responses.c5xx,
         );
     }
+    if let Some(l) = &status.loops {
+        let per: Vec<String> = l.connections.iter().map(usize::to_string).collect();
+        let _ = writeln!(
+            out,
+            "  event loops: {} of {} taking connections (worker_scaling {}), connections per loop {}, moved {}",
+            l.active,
+            l.connections.len(),
+            l.scaling,
+            per.join("/"),
+            l.moves,
+        );
+    }
     let _ = writeln!(out, "\nBackends:");
     for b in &status.backends {
         let _ = writeln!(
