@@ -36,8 +36,9 @@ SECTIONS=${SECTIONS:-"throughput reload memory"}
 MODES=${MODES:-"http tcp"}        # throughput: HTTP keep-alive and/or TCP mode
 THREADS=${THREADS:-"1 2"}         # throughput: proxy thread counts
 PROXIES=${PROXIES:-"halb haproxy nginx"}
-# halb node.worker_scaling: auto (loops follow free CPU) or all.
-HALB_SCALING=${HALB_SCALING:-auto}
+# halb node.worker_scaling: auto (loops follow free CPU) or all; unset:
+# halb's default (auto), and no key (a halb-base before it knows none).
+HALB_SCALING=${HALB_SCALING:-}
 DURATION=${DURATION:-12}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-50}
@@ -159,7 +160,7 @@ halb_conf() { # THREADS WEIGHT
 name = "bench"
 admin_socket = "$WORK/halb.sock"
 worker_threads = $1
-worker_scaling = "$HALB_SCALING"
+${HALB_SCALING:+worker_scaling = \"$HALB_SCALING\"}
 log_level = "warn"
 shutdown_timeout = "2s"
 
