@@ -159,6 +159,7 @@ name = "{name}"
 admin_socket = "{}"
 metrics_listen = "127.0.0.1:0"
 shutdown_timeout = "5s"
+worker_threads = 3
 "#,
         socket.display()
     )
@@ -219,6 +220,22 @@ fn run_status_reload_and_stop() {
     );
     assert!(m.contains("halb_build_info{version=\""), "{m}");
     assert_eq!(metric_value(&m, "halb_config_generation"), Some(1.0), "{m}");
+    // Three event loops, one taking connections (worker_scaling auto: no
+    // load, so no more).
+    let loops = &s["dataplane"]["loops"];
+    assert_eq!(loops["scaling"], "auto", "{loops}");
+    assert_eq!(loops["active"], 1, "{loops}");
+    assert_eq!(
+        loops["connections"],
+        serde_json::json!([0, 0, 0]),
+        "{loops}"
+    );
+    assert_eq!(metric_value(&m, "halb_event_loops"), Some(3.0), "{m}");
+    assert_eq!(
+        metric_value(&m, "halb_event_loops_active"),
+        Some(1.0),
+        "{m}"
+    );
     let page = http_get(&metrics_addr, "/");
     assert!(page.contains("<title>halb on lb1</title>"), "{page}");
 
@@ -244,7 +261,7 @@ fn run_status_reload_and_stop() {
     );
     assert_eq!(s["node"], "lb1-renamed");
     let errors = s["last_reload"]["errors"].as_array().expect("errors");
-    let expected_prefix = format!("{}:10:8: ", cfg.display());
+    let expected_prefix = format!("{}:11:8: ", cfg.display());
     assert!(
         errors
             .iter()

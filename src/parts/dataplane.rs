@@ -19,16 +19,22 @@ impl DataplanePart {
     /// `inherited` are listening sockets handed over by the process this one
     /// replaces (`halb run --upgrade`); matching frontends serve on them.
     pub fn start(config: &Config, inherited: Vec<ListenerFd>) -> Result<DataplanePart, String> {
-        // Client connections are served on event loops of their own, one
-        // per data-plane thread; accept loops and checks stay on this
-        // runtime.
-        let scaling = match config.node.worker_scaling {
-            WorkerScaling::Auto => Scaling::Auto,
-            WorkerScaling::All => Scaling::All,
-        };
-        let loops = EventLoops::start(usize::from(config.node.worker_threads), scaling)
-            .map_err(|e| format!("data plane: {e}"))?;
-        let rt = Runtime::with_loops(loops).map_err(|e| format!("data plane: {e}"))?;
+        // With more than one data-plane thread, client connections are
+        // served on event loops of their own, one per thread; accept loops
+        // and checks stay on this runtime. With one, there is nothing to
+        // spread: they run on this runtime's one thread.
+        let rt = if config.node.worker_threads > 1 {
+            let scaling = match config.node.worker_scaling {
+                WorkerScaling::Auto => Scaling::Auto,
+                WorkerScaling::All => Scaling::All,
+            };
+            let loops = EventLoops::start(usize::from(config.node.worker_threads), scaling)
+                .map_err(|e| format!("data plane: {e}"))?;
+            Runtime::with_loops(loops)
+        } else {
+            Runtime::new()
+        }
+        .map_err(|e| format!("data plane: {e}"))?;
         if !inherited.is_empty() {
             rt.adopt_listeners(inherited);
         }

@@ -57,7 +57,8 @@ pub struct NodeConfig {
     /// metrics listener.
     pub metrics_listen: Option<SocketAddr>,
     /// `worker_threads` (1..=1024, default: number of available cores):
-    /// data-plane threads, each an event loop serving client connections.
+    /// data-plane threads; above 1, each an event loop serving client
+    /// connections.
     pub worker_threads: u16,
     /// `worker_scaling` (`"auto"` or `"all"`, default `"auto"`): how many of
     /// the `worker_threads` loops take connections. `auto`: one, and one
