@@ -9,7 +9,7 @@
 #               node.worker_threads, HAProxy nbthread, nginx
 #               worker_processes); requests/s and p50/p99/p99.9 latency.
 #   reload      RELOADS reloads during a RELOAD_SECS s wrk run (HTTP
-#               keep-alive, 1 thread); every failed request is counted
+#               keep-alive, RELOAD_THREADS proxy threads, default 1); every failed request is counted
 #               (socket errors and non-2xx/3xx). halb: SIGHUP; HAProxy:
 #               master-worker (-W) + SIGUSR2; nginx: SIGHUP (= nginx -s reload).
 #   memory      RSS of the proxy (its whole process tree) before and with
@@ -45,6 +45,8 @@ CONNS=${CONNS:-50}
 ROUNDS=${ROUNDS:-3}
 RELOAD_SECS=${RELOAD_SECS:-30}
 RELOADS=${RELOADS:-100}
+RELOAD_THREADS=${RELOAD_THREADS:-1}   # reload: proxy threads (1 or 2)
+MEMORY_THREADS=${MEMORY_THREADS:-1}   # memory: proxy threads (1 or 2)
 IDLE_CONNS=${IDLE_CONNS:-10000}
 CLIENT_CPUS=${CLIENT_CPUS:-0}
 BACKEND_CPUS=${BACKEND_CPUS:-0}
@@ -384,13 +386,14 @@ fi
 if [[ " $SECTIONS " == *" reload "* ]]; then
     interval=$(awk -v s="$RELOAD_SECS" -v n="$RELOADS" 'BEGIN { printf "%.3f", (s - 2) / n }')
     for proxy in $PROXIES; do
-        start_proxy "$proxy" 1 "$PROXY_CPUS_1" reload
+        if [ "$RELOAD_THREADS" = 1 ]; then cpus=$PROXY_CPUS_1; else cpus=$PROXY_CPUS_2; fi
+        start_proxy "$proxy" "$RELOAD_THREADS" "$cpus" reload
         wrk_run "$WARMUP" 8080 > /dev/null || true
         wrk_run "$RELOAD_SECS" 8080 > "$WORK/reload-$proxy.txt" &
         wrk_pid=$!
         sleep 1
         for i in $(seq 1 "$RELOADS"); do
-            reconfigure "$proxy" 1 $(( 1 + i % 2 ))
+            reconfigure "$proxy" "$RELOAD_THREADS" $(( 1 + i % 2 ))
             sleep "$interval"
         done
         wait "$wrk_pid" || true
@@ -402,7 +405,7 @@ if [[ " $SECTIONS " == *" reload "* ]]; then
             gen=$(in_ns "$HALB" status --json --socket "$WORK/halb.sock" 2>/dev/null | awk -F': ' '/"generation"/ { gsub(/[ ,]/, "", $2); print $2; exit }' || true)
             extra=" generation=$gen"
         fi
-        log "reload proxy=$proxy reloads=$RELOADS requests=$(field "$line" requests) rps=$(field "$line" rps) failed=$failed connect=$(field "$line" err_connect) read=$(field "$line" err_read) write=$(field "$line" err_write) status=$(field "$line" err_status) timeout=$(field "$line" err_timeout) p99_us=$(field "$line" p99_us)$extra"
+        log "reload proxy=$proxy threads=$RELOAD_THREADS reloads=$RELOADS requests=$(field "$line" requests) rps=$(field "$line" rps) failed=$failed connect=$(field "$line" err_connect) read=$(field "$line" err_read) write=$(field "$line" err_write) status=$(field "$line" err_status) timeout=$(field "$line" err_timeout) p99_us=$(field "$line" p99_us)$extra"
         stop_pid "$PROXY_PID"
     done
 fi
@@ -411,7 +414,8 @@ fi
 if [[ " $SECTIONS " == *" memory "* ]]; then
     rustc -O --edition 2021 -o "$WORK/idle_clients" "$HERE/idle_clients.rs"
     for proxy in $PROXIES; do
-        start_proxy "$proxy" 1 "$PROXY_CPUS_1"
+        if [ "$MEMORY_THREADS" = 1 ]; then cpus=$PROXY_CPUS_1; else cpus=$PROXY_CPUS_2; fi
+        start_proxy "$proxy" "$MEMORY_THREADS" "$cpus"
         wrk_run 2 8080 > /dev/null || true
         sleep 1
         before=$(tree_rss_kb "$PROXY_PID")
@@ -427,7 +431,7 @@ if [[ " $SECTIONS " == *" memory "* ]]; then
         wait "$client" || true
         alive
         per_conn() { awk -v a="$1" -v b="$before" -v n="$IDLE_CONNS" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }'; }
-        log "memory proxy=$proxy conns=$IDLE_CONNS rss_before_kib=$before rss_connected_kib=$connected rss_after_request_kib=$requested per_conn_connected_bytes=$(per_conn "$connected") per_conn_after_request_bytes=$(per_conn "$requested") client=\"$(grep PHASE "$WORK/idle-$proxy.txt" | tr '\n' ';')\""
+        log "memory proxy=$proxy threads=$MEMORY_THREADS conns=$IDLE_CONNS rss_before_kib=$before rss_connected_kib=$connected rss_after_request_kib=$requested per_conn_connected_bytes=$(per_conn "$connected") per_conn_after_request_bytes=$(per_conn "$requested") client=\"$(grep PHASE "$WORK/idle-$proxy.txt" | tr '\n' ';')\""
         stop_pid "$PROXY_PID"
     done
 fi
