@@ -27,7 +27,7 @@ pub mod udp;
 
 pub use error::{Error, ErrorSource, ProxyError, ProxyErrorKind};
 pub use health::{AdminState, ServerState};
-pub use loops::{EventLoops, LoopsError, Scaling};
+pub use loops::{EventLoops, LoopsError};
 pub use runtime::{
     serve, AdminAction, BackendStatus, Change, CheckReport, FrontendHandle, FrontendStatus,
     Listener, ListenerFd, LoopsStatus, ReloadDiff, Runtime, ServerStatus, ShutdownReport, Status,

@@ -796,9 +796,9 @@ pub struct Status {
 /// `halb status` view of the event loops ([`crate::loops`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LoopsStatus {
-    /// `auto` or `all` (`node.worker_scaling`; `all` also when the kernel
-    /// gives no scheduler figures).
-    pub scaling: &'static str,
+    /// `node.worker_scaling` as applied (`all` also when the kernel gives
+    /// no scheduler figures).
+    pub scaling: control::config::WorkerScaling,
     /// Loops taking connections.
     pub active: usize,
     /// Connection tasks on each loop (idle parked connections are on none).
@@ -1559,10 +1559,7 @@ impl Runtime {
             })
             .collect();
         let loops = self.inner.loops.as_ref().map(|l| LoopsStatus {
-            scaling: match l.scaling() {
-                crate::loops::Scaling::Auto => "auto",
-                crate::loops::Scaling::All => "all",
-            },
+            scaling: l.scaling(),
             active: l.active(),
             connections: l.connections(),
             moves: l.moves(),

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use control::config::{Config, WorkerScaling};
-use dataplane::{AdminAction, EventLoops, ListenerFd, Runtime, Scaling, ServerState};
+use control::config::Config;
+use dataplane::{AdminAction, EventLoops, ListenerFd, Runtime, ServerState};
 
 use crate::admin::ServerAction;
 
@@ -24,12 +24,11 @@ impl DataplanePart {
         // and checks stay on this runtime. With one, there is nothing to
         // spread: they run on this runtime's one thread.
         let rt = if config.node.worker_threads > 1 {
-            let scaling = match config.node.worker_scaling {
-                WorkerScaling::Auto => Scaling::Auto,
-                WorkerScaling::All => Scaling::All,
-            };
-            let loops = EventLoops::start(usize::from(config.node.worker_threads), scaling)
-                .map_err(|e| format!("data plane: {e}"))?;
+            let loops = EventLoops::start(
+                usize::from(config.node.worker_threads),
+                config.node.worker_scaling,
+            )
+            .map_err(|e| format!("data plane: {e}"))?;
             Runtime::with_loops(loops)
         } else {
             Runtime::new()
@@ -128,7 +127,7 @@ pub fn render(status: &dataplane::Status, out: &mut String) {
             "  event loops: {} of {} taking connections (worker_scaling {}), connections per loop {}, moved {}",
             l.active,
             l.connections.len(),
-            l.scaling,
+            l.scaling.as_str(),
             per.join("/"),
             l.moves,
         );

@@ -85,6 +85,16 @@ pub enum WorkerScaling {
     All,
 }
 
+impl WorkerScaling {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerScaling::Auto => "auto",
+            WorkerScaling::All => "all",
+        }
+    }
+}
+
 /// Log verbosity (`node.log_level`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]

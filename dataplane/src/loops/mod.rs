@@ -5,7 +5,7 @@
 //! model, instead of tasks stolen between threads).
 //!
 //! `node.worker_threads` loops are started; how many take connections is
-//! [`Scaling`]: all of them, or (`auto`) as many as the machine has CPU for
+//! `node.worker_scaling` ([`WorkerScaling`]): all of them, or (`auto`) as many as the machine has CPU for
 //! ([`scale`]): one to begin with, one more when every active loop is
 //! saturated and a CPU is idle, one fewer when the loops wait for CPUs
 //! (they would take turns on one CPU, each turn up to a scheduler tick
@@ -22,20 +22,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use control::config::WorkerScaling;
 use metrics::{counter, gauge, Gauge};
 
 use scale::{LoopSample, Scaler};
 
-/// How many of the loops take connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scaling {
-    /// All of them, always.
-    All,
-    /// As many as there is CPU for ([`scale`]).
-    Auto,
-}
-
-/// How often the loops' figures are read in [`Scaling::Auto`].
+/// How often the loops' figures are read in [`WorkerScaling::Auto`].
 pub const WINDOW: Duration = Duration::from_millis(250);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -77,7 +69,7 @@ pub struct EventLoops {
     loops: Box<[Loop]>,
     /// Loops `0..active` take connections.
     active: AtomicUsize,
-    scaling: Scaling,
+    scaling: WorkerScaling,
     /// Stopped in the background on drop (no wait: the last handle may
     /// go inside another runtime).
     runtimes: Mutex<Vec<tokio::runtime::Runtime>>,
@@ -118,11 +110,11 @@ impl Drop for Counted {
 }
 
 impl EventLoops {
-    /// Start `n` loops (at least one). With [`Scaling::Auto`] (and more
+    /// Start `n` loops (at least one). With [`WorkerScaling::Auto`] (and more
     /// than one loop) a task on the calling tokio runtime adjusts how many
     /// take connections; without a runtime, or when the kernel gives no
     /// scheduler figures (`/proc/<pid>/task/<tid>/schedstat`), all do.
-    pub fn start(n: usize, scaling: Scaling) -> Result<Arc<EventLoops>, LoopsError> {
+    pub fn start(n: usize, scaling: WorkerScaling) -> Result<Arc<EventLoops>, LoopsError> {
         let n = n.max(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut loops = Vec::with_capacity(n);
@@ -153,22 +145,22 @@ impl EventLoops {
             runtimes.push(rt);
         }
         let measurable = loops.iter().all(|l| read_schedstat(l.tid).is_some());
-        let scaling = if scaling == Scaling::Auto && !measurable {
+        let scaling = if scaling == WorkerScaling::Auto && !measurable {
             tracing::warn!(
                 "no scheduler figures for threads (/proc/<pid>/task/<tid>/schedstat): all {n} event loops take connections"
             );
-            Scaling::All
+            WorkerScaling::All
         } else {
             scaling
         };
         let ticker = tokio::runtime::Handle::try_current().ok();
         let scaling = match (scaling, &ticker) {
-            (Scaling::Auto, None) => Scaling::All,
+            (WorkerScaling::Auto, None) => WorkerScaling::All,
             (s, _) => s,
         };
         let active = match scaling {
-            Scaling::All => n,
-            Scaling::Auto => 1,
+            WorkerScaling::All => n,
+            WorkerScaling::Auto => 1,
         };
         let active_gauge = gauge!("halb_event_loops_active");
         active_gauge.set(active as f64);
@@ -182,7 +174,7 @@ impl EventLoops {
             active_gauge,
             moves: AtomicU64::new(0),
         });
-        if let (Scaling::Auto, Some(rt), true) = (scaling, ticker, n > 1) {
+        if let (WorkerScaling::Auto, Some(rt), true) = (scaling, ticker, n > 1) {
             rt.spawn(adjust(Arc::downgrade(&set), Scaler::new(n)));
         }
         Ok(set)
@@ -204,7 +196,7 @@ impl EventLoops {
             .clamp(1, self.loops.len())
     }
 
-    pub fn scaling(&self) -> Scaling {
+    pub fn scaling(&self) -> WorkerScaling {
         self.scaling
     }
 
@@ -408,7 +400,7 @@ mod tests {
 
     #[test]
     fn spreads_over_all_loops_and_counts_tasks_until_they_end() {
-        let set = EventLoops::start(3, Scaling::All).expect("start");
+        let set = EventLoops::start(3, WorkerScaling::All).expect("start");
         assert_eq!(set.active(), 3);
         let (tx, rx) = std::sync::mpsc::channel();
         let mut ends = Vec::new();
@@ -441,7 +433,7 @@ mod tests {
 
     #[test]
     fn moves_off_an_inactive_or_crowded_loop() {
-        let set = EventLoops::start(2, Scaling::All).expect("start");
+        let set = EventLoops::start(2, WorkerScaling::All).expect("start");
         // Not on a loop: nowhere to move from.
         assert_eq!(set.move_target(), None);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -561,7 +553,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_busy_connection_moves_to_a_loop_that_starts_taking_connections() {
         let server = slow_server(400).await;
-        let loops = EventLoops::start(2, Scaling::All).expect("start");
+        let loops = EventLoops::start(2, WorkerScaling::All).expect("start");
         loops.set_active(1);
         let rt = crate::Runtime::with_loops(Arc::clone(&loops)).expect("runtime");
         let text = format!(
