@@ -553,16 +553,8 @@ pub async fn serve(listener: TcpListener, frontend: FrontendHandle, shutdown: Sh
             _ => (stream, Vec::new(), open),
         };
         let (handle, stop, parker) = (frontend.clone(), shutdown.clone(), parker.clone());
-        frontend.spawn_conn(async move {
-            // On the event loop that serves it: its reactor watches the socket.
-            let stream = match TcpStream::from_std(stream) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(frontend = %handle.name(), client = %peer, error = %e, "cannot register a connection");
-                    return;
-                }
-            };
-            crate::h1::serve_conn(stream, peer, inbuf, handle, fe, stop, open, parker).await
+        frontend.spawn_conn(stream, peer, move |stream| {
+            crate::h1::serve_conn(stream, peer, inbuf, handle, fe, stop, open, parker)
         });
     }
     tracing::info!(frontend = %frontend.name(), "listener stopped");

@@ -5,6 +5,7 @@
 //! next snapshot takes over when the object is unchanged.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -16,6 +17,7 @@ use control::config::{
     BackendConfig, Config, Forwarding, FrontendConfig, FrontendMode, HashKey, HealthConfig,
     HealthKind, ServerConfig, Transport,
 };
+use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -913,27 +915,82 @@ impl FrontendHandle {
         &self.name
     }
 
-    /// Run a client connection's task, tracked for a graceful stop: on the
-    /// least loaded active event loop, or on the runtime's own threads
-    /// without loops. Sockets the task registers when first polled belong
-    /// to the reactor it runs on.
-    pub(crate) fn spawn_conn<F>(&self, fut: F)
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
+    /// Run a client connection's task on the least loaded active event
+    /// loop (on the runtime's own threads without loops): `stream` is
+    /// registered with the reactor of the thread that runs the task, then
+    /// handed to `serve`.
+    pub(crate) fn spawn_conn<F, Fut>(
+        &self,
+        stream: std::net::TcpStream,
+        client: SocketAddr,
+        serve: F,
+    ) where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
-        let fut = self.inner.tracker.track_future(fut);
+        let task = self.conn_task(stream, client, serve);
         match &self.inner.loops {
-            Some(w) => w.spawn(fut),
+            Some(l) => l.spawn(task),
             None => {
-                self.inner.rt.spawn(fut);
+                self.inner.rt.spawn(task);
             }
         }
     }
 
+    /// Like [`FrontendHandle::spawn_conn`], on event loop `to`: a
+    /// connection moved there from another loop.
+    pub(crate) fn move_conn<F, Fut>(
+        &self,
+        to: usize,
+        stream: std::net::TcpStream,
+        client: SocketAddr,
+        serve: F,
+    ) where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let task = self.conn_task(stream, client, serve);
+        match &self.inner.loops {
+            Some(l) => l.spawn_moved(to, task),
+            None => {
+                self.inner.rt.spawn(task);
+            }
+        }
+    }
+
+    /// A connection's task, tracked for a graceful stop. Not an `async`
+    /// block around `serve`'s future: that would keep what `serve` takes
+    /// twice in every task (once captured, once in the future). Here the
+    /// future replaces the closure in place.
+    fn conn_task<F, Fut>(
+        &self,
+        stream: std::net::TcpStream,
+        client: SocketAddr,
+        serve: F,
+    ) -> impl Future<Output = ()> + Send + 'static
+    where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        use futures_util::future::{lazy, Either, FutureExt as _};
+        let frontend = Arc::clone(&self.name);
+        let task = lazy(move |_| match TcpStream::from_std(stream) {
+            Ok(s) => Either::Left(serve(s)),
+            Err(e) => {
+                tracing::warn!(%frontend, %client, error = %e, "cannot register a connection");
+                Either::Right(std::future::ready(()))
+            }
+        })
+        .flatten();
+        self.inner.tracker.track_future(task)
+    }
+}
+
+impl Inner {
     /// How many shares the server connection pools have: one per event
     /// loop, and one for tasks on no loop.
-    pub(crate) fn pool_shards(inner: &Inner) -> usize {
-        inner.loops.as_ref().map_or(0, |w| w.len()) + 1
+    fn pool_shares(&self) -> usize {
+        self.loops.as_ref().map_or(0, |l| l.len()) + 1
     }
 }
 
@@ -1285,7 +1342,7 @@ impl Runtime {
                     }
                     _ => Some(crate::http::UpstreamClient::new(
                         fe,
-                        FrontendHandle::pool_shards(&self.inner),
+                        self.inner.pool_shares(),
                     )),
                 }
             } else {
@@ -1611,4 +1668,40 @@ impl Runtime {
 /// Whether the health kind runs active checks.
 pub(crate) fn has_active_checks(h: &HealthConfig) -> bool {
     h.kind != HealthKind::None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection's task holds what its serving future holds once, not
+    /// twice (an `async` block around the future would keep both).
+    #[tokio::test]
+    async fn a_connection_task_holds_its_state_once() {
+        let rt = Runtime::new().expect("runtime");
+        let handle = rt.frontend_handle("web");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let connect = || {
+            let s = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+            s.set_nonblocking(true).expect("nonblocking");
+            s
+        };
+        let state = [7u8; 4096];
+        let serve = move |s: TcpStream| async move {
+            tokio::task::yield_now().await;
+            std::hint::black_box((&state, &s));
+        };
+        let alone =
+            std::mem::size_of_val(&serve(TcpStream::from_std(connect()).expect("register")));
+        let stream = connect();
+        let client = stream.local_addr().expect("addr");
+        let task = handle.conn_task(stream, client, serve);
+        let size = std::mem::size_of_val(&task);
+        assert!(alone >= 4096, "{alone}");
+        assert!(
+            size < alone + 256,
+            "task {size} bytes for a {alone}-byte future"
+        );
+        task.await;
+    }
 }

@@ -61,16 +61,9 @@ pub async fn serve(listener: TcpListener, frontend: FrontendHandle, shutdown: Sh
         };
         let conn = ConnGuard::new(Arc::clone(&fe.shared));
         let sd = shutdown.clone();
-        frontend.spawn_conn(async move {
+        frontend.spawn_conn(stream, peer, move |stream| async move {
             let _permit = permit;
             let _conn = conn;
-            let stream = match TcpStream::from_std(stream) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(frontend = %fe.cfg.name, client = %peer, error = %e, "cannot register a connection");
-                    return;
-                }
-            };
             if let Err(e) = handle(stream, peer, &fe, &be, &sd).await {
                 tracing::debug!(frontend = %fe.cfg.name, client = %peer, error = %e, "tcp connection ended with error");
             }

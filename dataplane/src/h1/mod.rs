@@ -249,14 +249,8 @@ pub(crate) fn resume(
         shutdown: shutdown.clone(),
         parker: Some(Arc::clone(parker)),
     };
-    handle.spawn_conn(on_loop(
-        stream,
-        Vec::new(),
-        ctx,
-        (last_active, first),
-        fe,
-        open,
-    ));
+    let resume = (Vec::new(), ctx, (last_active, first), fe, open);
+    handle.spawn_conn(stream, client, move |s| taken_back(s, resume));
 }
 
 /// Move a connection between two requests to event loop `to` (see
@@ -270,9 +264,6 @@ fn move_to(c: Conn, to: usize) {
         fe,
         _open,
     } = c;
-    let Some(loops) = ctx.handle.inner.loops.clone() else {
-        return;
-    };
     let stream = match stream.into_std() {
         Ok(s) => s,
         Err(e) => {
@@ -280,49 +271,37 @@ fn move_to(c: Conn, to: usize) {
             return;
         }
     };
-    let tracker = ctx.handle.inner.tracker.clone();
-    let task = on_loop(
-        stream,
-        inbuf,
-        ctx,
-        (watch.last_active, watch.first),
-        fe,
-        _open,
-    );
-    loops.spawn_moved(to, tracker.track_future(task));
+    let (handle, client) = (ctx.handle.clone(), ctx.client);
+    let resume = (inbuf, ctx, (watch.last_active, watch.first), fe, _open);
+    handle.move_conn(to, stream, client, move |s| taken_back(s, resume));
 }
 
-/// A connection's task on the event loop that runs it (from the parker, or
-/// moved from another loop): its socket is registered with this loop's
-/// reactor when first polled. `(last_active, first)` carry its idle state.
-/// Not an `async fn`, like [`run`].
-#[allow(clippy::manual_async_fn)]
-fn on_loop(
-    stream: std::net::TcpStream,
-    inbuf: Vec<u8>,
-    ctx: ConnCtx,
-    (last_active, first): (Instant, bool),
-    fe: Arc<FrontendRt>,
-    open: (ConnGuard, Option<OwnedSemaphorePermit>),
+/// What a connection's task needs besides its socket when it is taken back
+/// into a task (from the parker, or moved from another loop): bytes read,
+/// context, `(last_active, first)` of its idle state, frontend, and its
+/// place among the open connections.
+type Resume = (
+    Vec<u8>,
+    ConnCtx,
+    (Instant, bool),
+    Arc<FrontendRt>,
+    (ConnGuard, Option<OwnedSemaphorePermit>),
+);
+
+/// A connection taken back into a task, its socket registered with the
+/// reactor of the thread that runs it.
+fn taken_back(
+    stream: TcpStream,
+    (inbuf, ctx, (last_active, first), fe, open): Resume,
 ) -> impl Future<Output = ()> + Send {
-    async move {
-        let stream = match TcpStream::from_std(stream) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(frontend = %fe.cfg.name, client = %ctx.client, error = %e, "cannot watch a connection on its event loop");
-                return;
-            }
-        };
-        let c = Conn {
-            stream,
-            inbuf,
-            watch: ConnWatch::new(&ctx.shutdown, last_active, first),
-            ctx,
-            fe,
-            _open: open,
-        };
-        after_proxy_header(c).await
-    }
+    after_proxy_header(Conn {
+        stream,
+        inbuf,
+        watch: ConnWatch::new(&ctx.shutdown, last_active, first),
+        ctx,
+        fe,
+        _open: open,
+    })
 }
 
 /// Not an `async fn`: the arguments of one are moved again into the body's

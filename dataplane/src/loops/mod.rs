@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use control::config::WorkerScaling;
+use futures_util::FutureExt as _;
 use metrics::{counter, gauge, Gauge};
 
 use scale::{LoopSample, Scaler};
@@ -181,12 +182,8 @@ impl EventLoops {
     }
 
     /// How many loops there are.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.loops.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.loops.is_empty()
     }
 
     /// How many take connections now.
@@ -237,10 +234,9 @@ impl EventLoops {
         let l = &self.loops[index];
         l.conns.fetch_add(1, Ordering::Relaxed);
         let counted = Counted(Arc::clone(&l.conns));
-        l.handle.spawn(async move {
-            let _counted = counted;
-            fut.await
-        });
+        // Not an `async` block awaiting `fut`: that would hold the task's
+        // future twice. The guard goes when the future ends or is dropped.
+        l.handle.spawn(fut.map(move |()| drop(counted)));
     }
 
     /// Called by a connection task between two requests: the loop it
@@ -269,7 +265,7 @@ impl EventLoops {
     {
         counter!("halb_event_loop_moves_total").increment(1);
         self.moves.fetch_add(1, Ordering::Relaxed);
-        self.spawn_on(index.min(self.loops.len() - 1), fut);
+        self.spawn_on(index, fut);
     }
 
     fn set_active(&self, n: usize) {
