@@ -145,19 +145,18 @@ impl EventLoops {
             });
             runtimes.push(rt);
         }
-        let measurable = loops.iter().all(|l| read_schedstat(l.tid).is_some());
-        let scaling = if scaling == WorkerScaling::Auto && !measurable {
-            tracing::warn!(
-                "no scheduler figures for threads (/proc/<pid>/task/<tid>/schedstat): all {n} event loops take connections"
-            );
-            WorkerScaling::All
-        } else {
-            scaling
-        };
+        // `auto` needs a runtime for its adjusting task and the kernel's
+        // figures for the loop threads.
         let ticker = tokio::runtime::Handle::try_current().ok();
-        let scaling = match (scaling, &ticker) {
-            (WorkerScaling::Auto, None) => WorkerScaling::All,
-            (s, _) => s,
+        let scaling = match scaling {
+            WorkerScaling::Auto if ticker.is_none() => WorkerScaling::All,
+            WorkerScaling::Auto if !loops.iter().all(|l| read_schedstat(l.tid).is_some()) => {
+                tracing::warn!(
+                    "no scheduler figures for threads (/proc/<pid>/task/<tid>/schedstat): all {n} event loops take connections"
+                );
+                WorkerScaling::All
+            }
+            s => s,
         };
         let active = match scaling {
             WorkerScaling::All => n,
@@ -188,9 +187,7 @@ impl EventLoops {
 
     /// How many take connections now.
     pub fn active(&self) -> usize {
-        self.active
-            .load(Ordering::Relaxed)
-            .clamp(1, self.loops.len())
+        self.active.load(Ordering::Relaxed)
     }
 
     pub fn scaling(&self) -> WorkerScaling {
